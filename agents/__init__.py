@@ -1,0 +1,1 @@
+"""Policies and scripts that train and evaluate agents in the SanaWM environments."""

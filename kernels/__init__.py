@@ -1,0 +1,1 @@
+"""Triton kernels with a pure-PyTorch reference for each. Imports nothing else of this project."""

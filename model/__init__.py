@@ -1,0 +1,1 @@
+"""The SanaWM world model: camera geometry, data readers, and (as they land) VAE, DiT, generator."""

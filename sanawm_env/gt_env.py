@@ -1,0 +1,249 @@
+"""``SanaWM-GT-v0``: the ground-truth procedural world, with the spaces of the learned ``SanaWM-v0``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.error import ResetNeeded
+
+from model.camera import delta_steps, intrinsics_from_fov
+
+from .render import render
+from .scene import Scene, SceneConfig, generate_scene
+from .tasks import make_task
+
+RENDER_FPS = 16
+RESET_OPTIONS = ("scene_seed", "pose")
+
+
+class SanaWMGTEnv(gym.Env[np.ndarray, np.ndarray]):
+    """A camera moving with six degrees of freedom through a procedural world of rooms and corridors.
+
+    ## Description
+    Each episode takes place in a world drawn from a scene seed: a floor plan of rooms joined by
+    corridors, walls and floors with their own colours and patterns, some rooms open to the sky, and
+    landmarks (crates, pillars, pedestals, monoliths). The world is rendered exactly by a CPU ray
+    caster, with metric camera poses, so this environment is the ground truth that the learned world
+    ``SanaWM-v0`` imitates: both have the same spaces, so an agent trained in one runs in the other.
+
+    ## Action Space
+    ``Box(-1, 1, (6,), float32)``: a camera motion in the camera's own frame (OpenCV axes: x right,
+    y down, z forward), scaled by the per-step limits and spread smoothly over the step's
+    ``frames_per_step`` raw frames. Values outside [-1, 1] are clipped.
+
+    | Num | Action | Min | Max | Scaled by |
+    |-----|--------|-----|-----|-----------|
+    | 0 | dx, move right (m) | -1 | 1 | ``max_translation`` |
+    | 1 | dy, move down (m) | -1 | 1 | ``max_translation`` |
+    | 2 | dz, move forward (m) | -1 | 1 | ``max_translation`` |
+    | 3 | droll, clockwise roll (rad) | -1 | 1 | ``max_rotation`` |
+    | 4 | dpitch, look up (rad) | -1 | 1 | ``max_rotation`` |
+    | 5 | dyaw, turn right (rad) | -1 | 1 | ``max_rotation`` |
+
+    ## Observation Space
+    ``Box(0, 255, (height, width, 3), uint8)``: the RGB image of the step's last raw frame.
+
+    ## Rewards
+    From the task (``task=``): ``"explore"`` (default) gives +1 for every 1 m floor cell entered for
+    the first time in the episode and -0.1 for a step that bumps into geometry; ``"free"`` gives 0.
+
+    ## Starting State
+    A level camera at eye height (1.5 m) at a random free spot of a random room, facing a random
+    direction, in the world of ``options["scene_seed"]`` (drawn from the env's generator if absent),
+    or at ``options["pose"]`` (a 4x4 camera-to-world matrix) if given.
+
+    ## Episode End
+    Termination: never with the built-in tasks (the camera cannot leave the world).
+    Truncation: by the time limit given at registration, 80 steps (60 s of video at 16 fps with the
+    default 12 frames per step).
+
+    ## Info
+    ``pose`` (4, 4) camera-to-world of the last frame, ``poses`` (F, 4, 4) and ``frames`` (F, H, W, 3)
+    of the step's raw frames, ``collision`` (the camera was stopped by geometry), ``intrinsics``
+    (fx, fy, cx, cy) in pixels, ``scene_seed``, ``step``, the task's entries, and ``depth`` (F, H, W)
+    metric z-depth (inf for sky) when ``return_depth=True``. Poses are in metres; world y points down
+    and the floor is y = 0.
+
+    ## Arguments
+    ``height``, ``width``: image size (default 64 x 64). ``frames_per_step``: raw frames per step at
+    16 fps (default 12 = 0.75 s, one latent chunk of the default world model). ``max_translation``:
+    metres per step at action 1 (default 0.5). ``max_rotation``: radians per step at action 1
+    (default 30 degrees). ``fov_deg``: horizontal field of view (default 80). ``task``, ``task_kwargs``.
+    ``scene``: a ``SceneConfig`` or dict of its fields. ``camera_radius``: the camera's collision
+    radius in metres. ``return_depth``. ``render_mode``: ``"rgb_array"`` or None.
+
+    ## Example
+    >>> import gymnasium as gym
+    >>> import sanawm_env
+    >>> env = gym.make("SanaWM-GT-v0")
+    >>> obs, info = env.reset(seed=0)
+    >>> obs.shape
+    (64, 64, 3)
+    >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    >>> info["frames"].shape
+    (12, 64, 64, 3)
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": RENDER_FPS}
+
+    def __init__(
+        self,
+        render_mode: str | None = None,
+        height: int = 64,
+        width: int = 64,
+        frames_per_step: int = 12,
+        max_translation: float = 0.5,
+        max_rotation: float = math.radians(30.0),
+        fov_deg: float = 80.0,
+        task: str = "explore",
+        task_kwargs: dict[str, Any] | None = None,
+        scene: SceneConfig | dict[str, Any] | None = None,
+        camera_radius: float = 0.25,
+        return_depth: bool = False,
+    ) -> None:
+        for name, value in (("height", height), ("width", width), ("frames_per_step", frames_per_step)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        for name, value in (("max_translation", max_translation), ("max_rotation", max_rotation), ("camera_radius", camera_radius)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        self.scene_config = SceneConfig(**scene) if isinstance(scene, dict) else (scene or SceneConfig())
+        # A raw frame may move the camera at most half a cell, so it cannot step through a wall.
+        per_frame = max_translation * math.sqrt(3) / frames_per_step
+        if per_frame > self.scene_config.cell_size / 2:
+            raise ValueError(
+                f"max_translation / frames_per_step is too large: at most {self.scene_config.cell_size / 2 / math.sqrt(3):.3f} m "
+                f"per raw frame (half a grid cell along the diagonal), got {max_translation} / {frames_per_step}"
+            )
+        if camera_radius >= self.scene_config.cell_size / 2:
+            raise ValueError(f"camera_radius must be below half a cell ({self.scene_config.cell_size / 2} m), got {camera_radius}")
+
+        self.render_mode = render_mode
+        self.height, self.width = int(height), int(width)
+        self.frames_per_step = int(frames_per_step)
+        self.camera_radius = float(camera_radius)
+        self.return_depth = return_depth
+        self.step_scale = np.array([max_translation] * 3 + [max_rotation] * 3, dtype=np.float64)
+        self.intrinsics = intrinsics_from_fov(fov_deg, self.height, self.width)
+        self.task = make_task(task, **(task_kwargs or {}))
+
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(6,), dtype=np.float32)
+        self.observation_space = spaces.Box(0, 255, shape=(self.height, self.width, 3), dtype=np.uint8)
+
+        self.scene: Scene | None = None
+        self._pose: np.ndarray | None = None  # (4, 4) float64 camera-to-world
+        self._obs: np.ndarray | None = None
+        self._steps = 0
+
+    # ---- Gymnasium API -------------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = sorted(set(options) - set(RESET_OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {unknown}; accepted: {list(RESET_OPTIONS)}")
+        scene_seed = options.get("scene_seed")
+        if scene_seed is None:
+            scene_seed = int(self.np_random.integers(2**31))
+        elif not isinstance(scene_seed, (int, np.integer)) or isinstance(scene_seed, bool) or scene_seed < 0:
+            raise ValueError(f"options['scene_seed'] must be a non-negative int, got {scene_seed!r}")
+        if self.scene is None or self.scene.seed != scene_seed:
+            self.scene = generate_scene(int(scene_seed), self.scene_config)
+        if options.get("pose") is not None:
+            pose = self._check_pose(options["pose"])
+        else:
+            pose = self.scene.spawn_pose(self.np_random, self.camera_radius).numpy()
+        self._pose = pose
+        self._steps = 0
+        frames = self._render(pose[None])
+        self._obs = frames[0][-1]
+        info = self._info(pose[None], frames, collision=False)
+        info.update(self.task.reset(pose))
+        return self._obs.copy(), info
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._pose is None:
+            raise ResetNeeded("call reset() before step()")
+        delta = self._check_action(action) * self.step_scale
+        poses, collision = self._move(self._pose, delta)
+        self._pose = poses[-1]
+        self._steps += 1
+        frames = self._render(poses)
+        self._obs = frames[0][-1]
+        reward, terminated, task_info = self.task.step(poses, collision)
+        info = self._info(poses, frames, collision)
+        info.update(task_info)
+        return self._obs.copy(), reward, terminated, False, info
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array' to gym.make")
+            return None
+        if self._obs is None:
+            raise ResetNeeded("call reset() before render()")
+        return self._obs.copy()
+
+    # ---- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_action(action: Any) -> np.ndarray:
+        try:
+            a = np.asarray(action, dtype=np.float64)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"action must be a float array of shape (6,), got {type(action).__name__}") from e
+        if a.shape != (6,):
+            raise ValueError(f"action must have shape (6,) = (dx, dy, dz, droll, dpitch, dyaw), got shape {a.shape}")
+        if not np.isfinite(a).all():
+            raise ValueError(f"action must be finite (no NaN or inf), got {a.tolist()}")
+        return np.clip(a, -1.0, 1.0)
+
+    def _check_pose(self, pose: Any) -> np.ndarray:
+        p = np.asarray(pose, dtype=np.float64)
+        if p.shape != (4, 4) or not np.isfinite(p).all():
+            raise ValueError(f"options['pose'] must be a finite 4x4 camera-to-world matrix, got shape {p.shape}")
+        rot = p[:3, :3]
+        if not (np.allclose(rot @ rot.T, np.eye(3), atol=1e-4) and np.linalg.det(rot) > 0 and np.allclose(p[3], [0, 0, 0, 1])):
+            raise ValueError("options['pose'] must be a rigid transform: orthonormal rotation with det +1 and last row (0, 0, 0, 1)")
+        if not self.scene.is_free(p[:3, 3], self.camera_radius):
+            raise ValueError(f"options['pose'] puts the camera inside geometry of scene {self.scene.seed} at {p[:3, 3].tolist()}")
+        return p
+
+    def _move(self, start: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, bool]:
+        """Poses (F, 4, 4) of the step's raw frames; collisions stop the camera and it slides on."""
+        increments = delta_steps(torch.from_numpy(delta), self.frames_per_step).numpy()
+        poses, current, collided = [], start, False
+        for inc in increments:
+            nxt = current @ inc
+            nxt[:3, 3], hit = self.scene.resolve_motion(current[:3, 3], nxt[:3, 3], self.camera_radius)
+            collided |= hit
+            poses.append(nxt)
+            current = nxt
+        return np.stack(poses), collided
+
+    def _render(self, poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """RGB (F, H, W, 3) uint8 and z-depth (F, H, W) of cameras ``poses`` (F, 4, 4)."""
+        frames = render(self.scene, torch.from_numpy(poses), self.intrinsics, self.height, self.width)
+        return frames.rgb.numpy(), frames.depth.numpy()
+
+    def _info(self, poses: np.ndarray, frames: tuple[np.ndarray, np.ndarray], collision: bool) -> dict[str, Any]:
+        info = {
+            "pose": poses[-1].astype(np.float32),
+            "poses": poses.astype(np.float32),
+            "frames": frames[0],
+            "collision": bool(collision),
+            "intrinsics": self.intrinsics.numpy().astype(np.float32),
+            "scene_seed": self.scene.seed,
+            "step": self._steps,
+        }
+        if self.return_depth:
+            info["depth"] = frames[1]
+        return info
+
