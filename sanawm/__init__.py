@@ -1,0 +1,2 @@
+"""The ``sanawm`` command line. The library lives in ``sanawm_env`` (environments), ``model`` (world
+model), ``kernels`` and ``agents``."""

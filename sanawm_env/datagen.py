@@ -1,0 +1,77 @@
+"""Training clips from the procedural worlds: each clip is a fresh scene, a camera path through it,
+and the rendered frames with exact metric poses, written by ``model.clips.ClipShardWriter``.
+
+Clip ``i`` depends only on ``(seed, i)``, so runs with the same seed write the same data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from model.camera import intrinsics_from_fov
+from model.clips import ClipShardWriter
+
+from .render import render
+from .scene import SceneConfig, generate_scene
+from .trajectories import TRAJECTORIES, make_trajectory
+
+
+def generate_clips(
+    out: str | Path,
+    clips: int,
+    frames: int,
+    size: tuple[int, int] = (64, 64),
+    fps: float = 16.0,
+    seed: int = 0,
+    clips_per_shard: int = 64,
+    fov_deg: float = 80.0,
+    trajectories: tuple[str, ...] = tuple(TRAJECTORIES),
+    depth: bool = False,
+    scene_config: SceneConfig | None = None,
+    progress: bool = True,
+) -> Path:
+    """Render ``clips`` clips of ``frames`` frames at ``size`` (H, W) into the folder ``out``.
+
+    Each clip draws its scene seed and its path kind (one of ``trajectories``) from ``(seed, i)``.
+    Returns the folder.
+    """
+    if clips <= 0:
+        raise ValueError(f"clips must be a positive int, got {clips}")
+    unknown = sorted(set(trajectories) - set(TRAJECTORIES))
+    if unknown or not trajectories:
+        raise ValueError(f"trajectories must be a non-empty subset of {sorted(TRAJECTORIES)}, got {list(trajectories)}")
+    height, width = size
+    if height <= 0 or width <= 0:
+        raise ValueError(f"size must be positive (height, width), got {size}")
+    scene_config = scene_config or SceneConfig()
+    intrinsics = intrinsics_from_fov(fov_deg, height, width)
+    metadata = {
+        "generator": "sanawm_env.datagen",
+        "seed": seed,
+        "fov_deg": fov_deg,
+        "trajectories": list(trajectories),
+        "scene_config": asdict(scene_config),
+    }
+    writer = ClipShardWriter(out, frames, height, width, fps, clips_per_shard, metadata)
+    for i in tqdm(range(clips), desc="clips", unit="clip", disable=not progress):
+        rng = np.random.default_rng([seed, i])
+        scene_seed = int(rng.integers(2**31))
+        kind = trajectories[int(rng.integers(len(trajectories)))]
+        scene = generate_scene(scene_seed, scene_config)
+        poses = make_trajectory(kind, scene, rng, frames, fps)
+        rendered = render(scene, torch.from_numpy(poses), intrinsics, height, width)
+        writer.add(
+            rendered.rgb.numpy(),
+            poses,
+            intrinsics.numpy(),
+            metric_scale=1.0,
+            depth=rendered.depth.numpy() if depth else None,
+            scene_seed=scene_seed,
+            trajectory=list(TRAJECTORIES).index(kind),
+        )
+    return writer.close()
