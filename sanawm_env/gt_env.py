@@ -115,13 +115,6 @@ class SanaWMGTEnv(gym.Env[np.ndarray, np.ndarray]):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.scene_config = SceneConfig(**scene) if isinstance(scene, dict) else (scene or SceneConfig())
-        # A raw frame may move the camera at most half a cell, so it cannot step through a wall.
-        per_frame = max_translation * math.sqrt(3) / frames_per_step
-        if per_frame > self.scene_config.cell_size / 2:
-            raise ValueError(
-                f"max_translation / frames_per_step is too large: at most {self.scene_config.cell_size / 2 / math.sqrt(3):.3f} m "
-                f"per raw frame (half a grid cell along the diagonal), got {max_translation} / {frames_per_step}"
-            )
         if camera_radius >= self.scene_config.cell_size / 2:
             raise ValueError(f"camera_radius must be below half a cell ({self.scene_config.cell_size / 2} m), got {camera_radius}")
 

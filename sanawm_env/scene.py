@@ -134,10 +134,19 @@ class Scene:
     def resolve_motion(self, start: np.ndarray, end: np.ndarray, radius: float) -> tuple[np.ndarray, bool]:
         """Move a sphere from ``start`` towards ``end``; stop short of geometry and slide along it.
 
-        Returns the reached position and whether anything was hit. ``start`` is assumed free. Motion
-        per call should stay below a cell so that it cannot tunnel through a wall.
+        Returns the reached position and whether anything was hit. ``start`` is assumed free. Long
+        moves go in pieces no longer than ``radius``: every obstacle inflated by the radius is at
+        least two radii thick, so no piece can pass through one.
         """
         start, end = np.asarray(start, dtype=np.float64), np.asarray(end, dtype=np.float64)
+        pieces = max(1, math.ceil(float(np.linalg.norm(end - start)) / radius))
+        pos, collided = start, False
+        for _ in range(pieces):
+            pos, hit = self._resolve_piece(pos, pos + (end - start) / pieces, radius)
+            collided |= hit
+        return pos, collided
+
+    def _resolve_piece(self, start: np.ndarray, end: np.ndarray, radius: float) -> tuple[np.ndarray, bool]:
         if self.is_free(end, radius):
             return end, False
         lo, hi = 0.0, 1.0

@@ -99,6 +99,10 @@ class _Walker:
         self.turn_rate = math.radians(90) / fps  # radians per frame
         self.walkable = _walkable(scene)
         self.waypoints: list[np.ndarray] = []
+        self._plan()
+        if self.waypoints:  # set off facing the route rather than turning on the spot first
+            to = self.waypoints[0] - self.position
+            self.yaw = math.atan2(to[0], to[2])
 
     def _plan(self) -> None:
         cs = self.scene.config.cell_size
@@ -163,7 +167,7 @@ def smooth_random(scene: Scene, rng: np.random.Generator, frames: int, fps: floa
 def revisit_loop(scene: Scene, rng: np.random.Generator, frames: int, fps: float = 16.0) -> np.ndarray:
     """Walk out, turn round, walk back along the same positions, and turn to face the way the
     walk began: the last pose equals the first, so the last frames revisit the first view."""
-    turn = max(2, min(int(fps * 1.5), (frames - 1) // 4))  # frames for each half turn
+    turn = max(2, min(int(fps * 1.25), (frames - 1) // 6))  # frames for each half turn
     out_frames = max(1, (frames - 1 - 2 * turn) // 2 + 1)
     out = forward_walk(scene, rng, out_frames, fps)
     yaws = np.arctan2(out[:, 0, 2], out[:, 2, 2])

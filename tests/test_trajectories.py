@@ -1,0 +1,46 @@
+"""Camera paths for training clips."""
+
+import numpy as np
+import pytest
+
+from sanawm_env.scene import generate_scene
+from sanawm_env.trajectories import CAMERA_RADIUS, TRAJECTORIES, make_trajectory
+
+
+@pytest.mark.parametrize("kind", sorted(TRAJECTORIES))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_paths_are_smooth_free_and_deterministic(kind, seed):
+    scene = generate_scene(seed)
+    poses = make_trajectory(kind, scene, np.random.default_rng(seed), 120, fps=16)
+    again = make_trajectory(kind, scene, np.random.default_rng(seed), 120, fps=16)
+    assert poses.shape == (120, 4, 4) and np.isfinite(poses).all()
+    assert np.array_equal(poses, again)
+    rot = poses[:, :3, :3]
+    np.testing.assert_allclose(rot @ rot.transpose(0, 2, 1), np.broadcast_to(np.eye(3), rot.shape), atol=1e-9)
+    assert all(scene.is_free(p[:3, 3], CAMERA_RADIUS - 1e-6) for p in poses)
+    steps = np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1)
+    assert steps.max() < 2.0 / 16, "at most 2 m/s"
+    assert steps.sum() > 1.0, "the camera should travel"
+    forward = poses[:, :3, 2]
+    turn = np.degrees(np.arccos(np.clip((forward[1:] * forward[:-1]).sum(1), -1, 1)))
+    assert turn.max() < 180.0 / 16, "at most 180 degrees per second"
+
+
+def test_revisit_loop_returns_to_the_first_pose():
+    scene = generate_scene(3)
+    poses = make_trajectory("revisit", scene, np.random.default_rng(0), 97, fps=16)
+    assert poses.shape == (97, 4, 4)
+    np.testing.assert_array_equal(poses[-1], poses[0])
+    far = np.linalg.norm(poses[:, :3, 3] - poses[0, :3, 3], axis=1).max()
+    assert far > 1.0, "the loop should go somewhere before coming back"
+
+
+def test_bad_arguments():
+    scene = generate_scene(0)
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="trajectory kind must be one of"):
+        make_trajectory("orbit", scene, rng, 10)
+    with pytest.raises(ValueError, match="frames must be >= 1"):
+        make_trajectory("walk", scene, rng, 0)
+    with pytest.raises(ValueError, match="fps must be positive"):
+        make_trajectory("walk", scene, rng, 5, fps=0)
