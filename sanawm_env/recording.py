@@ -66,7 +66,7 @@ def plot_trajectory(path: str | Path, poses: np.ndarray, scene: Scene | None = N
     ax.set_xlabel("x (m)")
     ax.set_ylabel("z (m)")
     ax.set_aspect("equal")
-    ax.legend(loc="upper right")
+    ax.legend(loc="best")
     ax.set_title(title or "camera path (top view)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -29,3 +29,21 @@ def test_demo_config_rejects_unknown_keys_and_wrong_types():
         _compose_demo(["stepz=3"])
     with pytest.raises(ConfigCompositionException):
         _compose_demo(["steps=many"])
+
+
+def test_recording_rejects_bad_frames_and_paths(tmp_path):
+    import numpy as np
+
+    from sanawm_env.recording import plot_trajectory, write_video
+
+    with pytest.raises(ValueError, match=r"uint8 with shape \(T, H, W, 3\)"):
+        write_video(tmp_path / "v.mp4", np.zeros((2, 4, 4, 3), np.float32))
+    with pytest.raises(ValueError, match=r"uint8 with shape \(T, H, W, 3\)"):
+        write_video(tmp_path / "v.mp4", np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"\.mp4 or \.gif"):
+        write_video(tmp_path / "v.avi", np.zeros((2, 4, 4, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"poses must have shape \(T, 4, 4\)"):
+        plot_trajectory(tmp_path / "p.png", np.zeros((3, 3, 4)))
+    odd = write_video(tmp_path / "odd.mp4", np.zeros((3, 5, 7, 3), np.uint8))  # odd sizes are padded
+    assert odd.stat().st_size > 0 and not list(tmp_path.glob("*.tmp*"))
+    assert write_video(tmp_path / "v.gif", np.zeros((2, 4, 4, 3), np.uint8)).stat().st_size > 0

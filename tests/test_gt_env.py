@@ -186,3 +186,12 @@ def test_render_returns_the_observation():
     env = SanaWMGTEnv(**SMALL, render_mode="rgb_array")
     obs, _ = env.reset(seed=0)
     assert np.array_equal(env.render(), obs)
+
+
+def test_scene_config_from_make_kwargs():
+    env = gym.make("SanaWM-GT-v0", height=8, width=8, scene={"grid_size": 16, "max_room_cells": 6, "sky_probability": 1.0})
+    env.reset(seed=0)
+    scene = env.unwrapped.scene
+    assert scene.walls.shape == (16, 16) and not scene.roofed.all()
+    with pytest.raises(ValueError, match="grid_size"):
+        gym.make("SanaWM-GT-v0", scene={"grid_size": 5})
