@@ -1,0 +1,77 @@
+"""Reading the release's weights: ``save_pretrained`` folders (``config.json`` + safetensors, single
+or sharded) and official ``.pth`` / ``.safetensors`` state dicts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from .config import DiTConfig
+
+Tensor = torch.Tensor
+
+# Fields of the release's config.json that we map onto DiTConfig one to one.
+_SHARED_FIELDS = (
+    "in_channels", "num_layers", "hidden_size", "num_attention_heads", "linear_head_dim", "patch_size",
+    "softmax_every_n", "mlp_ratio", "t_kernel_size", "conv_kernel_size", "caption_channels",
+    "chunk_plucker_channels", "qk_norm", "cross_norm", "y_norm",
+)
+# Fields whose only supported value is the release's default (anything else is another architecture).
+_FIXED_FIELDS = {
+    "ffn_type": "GLUMBConvTemp", "k_conv_only": True, "pos_embed_type": "wan_rope", "cam_attn_compress": 1,
+    "use_chunk_plucker_post_attn": True, "use_pe": True, "pred_sigma": False, "mlp_acts": ["silu", "silu", None],
+}
+# Fields that do not change the computation.
+_IGNORED_FIELDS = ("_class_name", "_diffusers_version", "init_cam_from_base", "fp32_attention", "image_size",
+                   "learn_sigma", "mixed_precision", "chunk_plucker_post_attn_blocks", "_name_or_path")
+
+
+def reference_config(path: str | Path) -> DiTConfig:
+    """DiTConfig from the release's ``config.json``; fields we do not implement are an error."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no config.json; pass config= for a bare state dict")
+    raw = json.loads(path.read_text())
+    unknown = sorted(set(raw) - set(_SHARED_FIELDS) - set(_FIXED_FIELDS) - set(_IGNORED_FIELDS))
+    if unknown:
+        raise ValueError(f"{path}: unknown config field(s) {unknown}")
+    for name, value in _FIXED_FIELDS.items():
+        if name in raw and raw[name] != value and list(raw[name] or []) != value:
+            raise ValueError(f"{path}: {name}={raw[name]!r} is not supported (only {value!r})")
+    blocks = raw.get("chunk_plucker_post_attn_blocks", raw.get("num_layers", 20))
+    if 0 <= blocks < raw.get("num_layers", 20):
+        raise ValueError(f"{path}: chunk_plucker_post_attn_blocks={blocks} is not supported (Plucker branch in every block)")
+    return DiTConfig(**{k: raw[k] for k in _SHARED_FIELDS if k in raw})
+
+
+def load_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """Tensors of a checkpoint folder or file (CPU)."""
+    path = Path(path)
+    if path.is_dir():
+        single = path / "diffusion_pytorch_model.safetensors"
+        index = path / "diffusion_pytorch_model.safetensors.index.json"
+        if single.exists():
+            return load_file(str(single))
+        if index.exists():
+            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            state: dict[str, Tensor] = {}
+            for f in files:
+                state.update(load_file(str(path / f)))
+            return state
+        raise FileNotFoundError(f"{path}: no diffusion_pytorch_model.safetensors (or its .index.json)")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
+    if path.suffix in (".pth", ".pt", ".bin"):
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+        for key in ("state_dict", "model", "module"):
+            if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+                obj = obj[key]
+        if not isinstance(obj, dict):
+            raise ValueError(f"{path}: expected a state dict, got {type(obj).__name__}")
+        return obj
+    raise ValueError(f"{path}: unsupported checkpoint format {path.suffix!r} (use .safetensors, .pth, .pt or .bin)")

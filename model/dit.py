@@ -1,0 +1,367 @@
+"""SanaWMDiT: the hybrid frame-GDN / softmax diffusion transformer of SANA-WM with dual-branch camera
+control, under the release's parameter names (so its checkpoints load as they are).
+
+Data path of ``forward``: latents (B, C, T, H, W) -> patch embedding -> tokens (B, N, hidden), N =
+T * h * w frame-major; per-frame timesteps -> adaLN-single modulation; prompt embeddings -> caption
+MLP + RMSNorm; camera (B, T, 20) -> UCPE ray frames (branch A, inside every attention);
+Plucker maps -> patch embedding added after self-attention in every block (branch B); blocks;
+final adaLN layer -> velocity (B, C, T, H, W).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .attention import AttentionContext, HybridAttention
+from .config import DiTConfig
+from .gdn import chunk_bounds
+from .rope import half_head_freqs, rope_freqs
+from .ucpe import ray_frames
+
+Tensor = torch.Tensor
+
+MODES = ("bidirectional", "chunk_causal")
+FIRST_CHUNK_FRAMES, CHUNK_FRAMES = 4, 3  # latent frames per chunk of the chunk-causal models
+
+
+def timestep_embedding(t: Tensor, dim: int = 256, max_period: float = 10000.0) -> Tensor:
+    """Sinusoidal embedding (N, dim) of timesteps (N,): cosines then sines."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class TimestepEmbedder(nn.Module):
+    def __init__(self, hidden: int, freq_dim: int = 256) -> None:
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.linear_1 = nn.Linear(freq_dim, hidden)
+        self.linear_2 = nn.Linear(hidden, hidden)
+
+    def forward(self, t: Tensor) -> Tensor:
+        return self.linear_2(F.silu(self.linear_1(timestep_embedding(t, self.freq_dim))))
+
+
+class PatchEmbed(nn.Module):
+    """(B, C, T, H, W) -> (B, T * h * w, hidden) with a strided 3-D conv."""
+
+    def __init__(self, in_channels: int, hidden: int, patch: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.proj = nn.Conv3d(in_channels, hidden, kernel_size=patch, stride=patch)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class CaptionEmbedder(nn.Module):
+    def __init__(self, in_channels: int, hidden: int) -> None:
+        super().__init__()
+        self.y_proj = nn.Module()
+        self.y_proj.fc1 = nn.Linear(in_channels, hidden)
+        self.y_proj.fc2 = nn.Linear(hidden, hidden)
+
+    def forward(self, y: Tensor) -> Tensor:
+        return self.y_proj.fc2(F.gelu(self.y_proj.fc1(y), approximate="tanh"))
+
+
+class CrossAttention(nn.Module):
+    """Tokens attend to the prompt; ``mask`` (B, L) marks real prompt tokens."""
+
+    def __init__(self, hidden: int, heads: int, qk_norm: bool) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q_linear = nn.Linear(hidden, hidden)
+        self.kv_linear = nn.Linear(hidden, 2 * hidden)
+        self.proj = nn.Linear(hidden, hidden)
+        self.q_norm = nn.RMSNorm(hidden, eps=1e-6) if qk_norm else nn.Identity()
+        self.k_norm = nn.RMSNorm(hidden, eps=1e-6) if qk_norm else nn.Identity()
+
+    def forward(self, x: Tensor, y: Tensor, mask: Tensor) -> Tensor:
+        b, n, c = x.shape
+        k, v = self.kv_linear(y).chunk(2, dim=-1)
+        split = lambda z: z.reshape(b, -1, self.heads, c // self.heads).transpose(1, 2)  # noqa: E731
+        q, k, v = split(self.q_norm(self.q_linear(x))), split(self.k_norm(k)), split(v)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.bool()[:, None, None, :])
+        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+
+
+class ConvLayer(nn.Module):
+    """A 2-D conv kept under ``.conv`` (the release's parameter names)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, groups: int = 1, bias: bool = True) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, kernel, padding=kernel // 2, groups=groups, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+
+class MixFFN(nn.Module):
+    """GLUMBConv over each frame (1x1 conv -> 3x3 depthwise -> GLU -> 1x1) plus a residual conv over
+    frames (``t_conv``, kernel t_kernel x 1) that the model learns to use (zero at initialisation)."""
+
+    def __init__(self, hidden: int, ratio: float, t_kernel: int) -> None:
+        super().__init__()
+        inner = int(hidden * ratio)
+        self.t_kernel = t_kernel
+        self.inverted_conv = ConvLayer(hidden, 2 * inner, 1)
+        self.depth_conv = ConvLayer(2 * inner, 2 * inner, 3, groups=2 * inner)
+        self.point_conv = ConvLayer(inner, hidden, 1, bias=False)
+        self.t_conv = nn.Conv2d(hidden, hidden, kernel_size=(t_kernel, 1), padding=(t_kernel // 2, 0), bias=False)
+
+    def forward(self, x: Tensor, grid: tuple[int, int, int]) -> Tensor:
+        b, n, c = x.shape
+        t, h, w = grid
+        y = x.reshape(b * t, h, w, c).permute(0, 3, 1, 2)
+        value, gate = self.depth_conv(F.silu(self.inverted_conv(y))).chunk(2, dim=1)
+        y = self.point_conv(value * F.silu(gate))  # (B * T, C, h, w)
+        y = y.reshape(b, t, c, h * w).transpose(1, 2)  # (B, C, T, h * w)
+        y = y + self.t_conv(y)
+        return y.permute(0, 2, 3, 1).reshape(b, n, c)
+
+
+class Block(nn.Module):
+    """adaLN-single block: self-attention (GDN or softmax, with the UCPE branch) -> Plucker residual
+    -> cross-attention to the prompt -> Mix-FFN."""
+
+    def __init__(self, cfg: DiTConfig, softmax: bool) -> None:
+        super().__init__()
+        c = cfg.hidden_size
+        self.norm1 = nn.LayerNorm(c, elementwise_affine=False, eps=1e-6)
+        self.attn = HybridAttention(c, cfg.linear_head_dim, cfg.conv_kernel_size, cfg.qk_norm, softmax=softmax)
+        self.plucker_proj = nn.Linear(c, c)
+        self.cross_attn = CrossAttention(c, cfg.num_attention_heads, cfg.cross_norm)
+        self.norm2 = nn.LayerNorm(c, elementwise_affine=False, eps=1e-6)
+        self.mlp = MixFFN(c, cfg.mlp_ratio, cfg.t_kernel_size)
+        self.scale_shift_table = nn.Parameter(torch.randn(6, c) / c**0.5)
+
+    def forward(self, x: Tensor, y: Tensor, y_mask: Tensor, mod: Tensor, ctx: AttentionContext, plucker: Tensor | None) -> Tensor:
+        """x (B, N, C); mod (B, T, 6, C) per-frame modulation; plucker (B, N, C) or None."""
+        b, n, c = x.shape
+        t = ctx.grid[0]
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (self.scale_shift_table + mod).unbind(2)
+        per_frame = lambda z: z.reshape(b, t, -1, c)  # noqa: E731
+        h = per_frame(self.norm1(x)) * (1 + scale_msa[:, :, None]) + shift_msa[:, :, None]
+        x = x + (gate_msa[:, :, None] * per_frame(self.attn(h.reshape(b, n, c), ctx))).reshape(b, n, c)
+        if plucker is not None:
+            x = x + self.plucker_proj(plucker)
+        x = x + self.cross_attn(x, y, y_mask)
+        h = per_frame(self.norm2(x)) * (1 + scale_mlp[:, :, None]) + shift_mlp[:, :, None]
+        x = x + (gate_mlp[:, :, None] * per_frame(self.mlp(h.reshape(b, n, c), ctx.grid))).reshape(b, n, c)
+        return x
+
+
+class FinalLayer(nn.Module):
+    def __init__(self, hidden: int, patch: tuple[int, int, int], out_channels: int) -> None:
+        super().__init__()
+        self.norm_final = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        self.linear = nn.Linear(hidden, math.prod(patch) * out_channels)
+        self.scale_shift_table = nn.Parameter(torch.randn(2, hidden) / hidden**0.5)
+
+    def forward(self, x: Tensor, t_emb: Tensor) -> Tensor:
+        """x (B, N, C); t_emb (B, T, C)."""
+        b, n, c = x.shape
+        shift, scale = (self.scale_shift_table + t_emb[:, :, None]).unbind(2)
+        h = self.norm_final(x).reshape(b, t_emb.shape[1], -1, c) * (1 + scale[:, :, None]) + shift[:, :, None]
+        return self.linear(h.reshape(b, n, c))
+
+
+class SanaWMDiT(nn.Module):
+    """The SANA-WM world-model DiT at any size (see ``model.config.DIT_SIZES``)."""
+
+    def __init__(self, cfg: DiTConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        c, p = cfg.hidden_size, cfg.patch_size
+        self.t_embedder = TimestepEmbedder(c)
+        self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(c, 6 * c))
+        if cfg.y_norm:
+            self.attention_y_norm = nn.RMSNorm(c, eps=1e-5)
+        self.x_embedder = PatchEmbed(cfg.in_channels, c, p)
+        self.y_embedder = CaptionEmbedder(cfg.caption_channels, c)
+        self.plucker_embedder = PatchEmbed(cfg.chunk_plucker_channels, c, p)
+        # Unused by the forward (the release conditions through UCPE and Plucker maps instead); kept so
+        # released checkpoints load strictly.
+        self.raymap_embedder = PatchEmbed(3, c, p)
+        self.blocks = nn.ModuleList([Block(cfg, cfg.is_softmax_block(i)) for i in range(cfg.num_layers)])
+        self.final_layer = FinalLayer(c, p, cfg.in_channels)
+        # Ours, not the release's: the prompt used when none is given (a model without a text encoder).
+        self.null_prompt = nn.Parameter(torch.randn(1, cfg.null_prompt_length, cfg.caption_channels) * 0.02)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """From-scratch initialisation: camera branches and new residuals inert, GDN starting as plain
+        linear attention (write strength ~1, decay ~1), output layer zero (DiT)."""
+
+        def basic(m: nn.Module) -> None:
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+        self.apply(basic)
+        for emb in (self.x_embedder, self.raymap_embedder):
+            w = emb.proj.weight
+            nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+            nn.init.zeros_(emb.proj.bias)
+        nn.init.normal_(self.t_embedder.linear_1.weight, std=0.02)
+        nn.init.normal_(self.t_embedder.linear_2.weight, std=0.02)
+        nn.init.normal_(self.t_block[1].weight, std=0.02)
+        nn.init.zeros_(self.plucker_embedder.proj.weight)
+        nn.init.zeros_(self.plucker_embedder.proj.bias)
+        for block in self.blocks:
+            a = block.attn
+            nn.init.zeros_(block.plucker_proj.weight)
+            nn.init.zeros_(a.out_proj_cam.weight)
+            nn.init.zeros_(a.out_proj_cam.bias)
+            with torch.no_grad():  # the camera branch starts as a copy of the main projections
+                for i, cam in enumerate((a.q_proj_cam, a.k_proj_cam, a.v_proj_cam)):
+                    cam.weight.copy_(a.qkv.weight[i * a.qkv.out_features // 3 : (i + 1) * a.qkv.out_features // 3])
+                nn.init.zeros_(a.beta_proj.weight)
+                nn.init.constant_(a.beta_proj.bias, 4.0)  # sigmoid(4) ~ 0.98
+                nn.init.zeros_(a.gate_proj.weight)
+                nn.init.zeros_(a.gate_proj.bias)
+                a.A_log.zero_()
+                a.dt_bias.fill_(-6.0)  # decay exp(-softplus(-6)) ~ 0.998 per frame
+            if hasattr(a, "conv_k"):
+                nn.init.zeros_(a.conv_k.weight)
+                nn.init.zeros_(a.conv_k_cam.weight)
+                with torch.no_grad():  # identity filter: the current frame only
+                    a.conv_k.weight[:, 0, -1] = 1.0
+                    a.conv_k_cam.weight[:, 0, -1] = 1.0
+            nn.init.zeros_(block.mlp.t_conv.weight)
+        nn.init.zeros_(self.final_layer.linear.weight)
+        nn.init.zeros_(self.final_layer.linear.bias)
+
+    # ---- forward -------------------------------------------------------------------------------
+
+    def forward(
+        self,
+        latents: Tensor,
+        timesteps: Tensor,
+        prompt_embeds: Tensor | None = None,
+        prompt_mask: Tensor | None = None,
+        camera: Tensor | None = None,
+        plucker: Tensor | None = None,
+        mode: str = "bidirectional",
+    ) -> Tensor:
+        """Predict the flow-matching velocity.
+
+        Args:
+            latents: (B, C, T, H, W).
+            timesteps: (B, T) per-frame diffusion time on the 0..1000 scale (0 = clean).
+            prompt_embeds: (B, L, caption_channels); the learned null prompt if None.
+            prompt_mask: (B, L), nonzero for real prompt tokens; all ones if None.
+            camera: (B, T, 20) pose relative to the first frame (flattened 4x4) and (fx, fy, cx, cy)
+                on the latent grid; no camera branch A if None.
+            plucker: (B, 6 * temporal_stride, T, H, W) raw-frame Plucker maps; no branch B if None.
+            mode: ``bidirectional`` or ``chunk_causal`` (chunks of 3 latent frames, the first of 4).
+
+        Returns:
+            velocity (B, C, T, H, W).
+        """
+        cfg = self.config
+        b, _, t, hh, ww = self._check_inputs(latents, timesteps, prompt_embeds, prompt_mask, camera, plucker, mode)
+        pt, ph, pw = cfg.patch_size
+        grid = (t, hh // ph, ww // pw)
+        x = self.x_embedder(latents)
+        plucker_tokens = None if plucker is None else self.plucker_embedder(plucker.to(x.dtype))
+
+        t_emb = self.t_embedder(timesteps.reshape(-1)).reshape(b, t, -1)
+        mod = self.t_block(t_emb).reshape(b, t, 6, -1)
+        if prompt_embeds is None:
+            prompt_embeds = self.null_prompt.expand(b, -1, -1)
+        if prompt_mask is None:
+            prompt_mask = torch.ones(prompt_embeds.shape[:2], dtype=torch.long, device=latents.device)
+        y = self.y_embedder(prompt_embeds.to(x.dtype))
+        if cfg.y_norm:
+            y = self.attention_y_norm(y)
+
+        ctx = self.attention_context(grid, camera, mode, latents.device)
+        for block in self.blocks:
+            x = block(x, y, prompt_mask, mod, ctx, plucker_tokens)
+        x = self.final_layer(x, t_emb)
+        return self.unpatchify(x, grid)
+
+    def attention_context(self, grid: tuple[int, int, int], camera: Tensor | None, mode: str, device=None,
+                          frames: Tensor | None = None) -> AttentionContext:
+        """RoPE tables, ray frames and chunking shared by all blocks of one forward. ``frames`` gives
+        absolute frame indices for RoPE (streaming); 0..T-1 if None."""
+        cfg = self.config
+        t, h, w = grid
+        freqs = rope_freqs(cfg.linear_head_dim, t if frames is None else frames, h, w, cfg.rope_theta).to(device)
+        chunks = chunk_bounds(t, FIRST_CHUNK_FRAMES, CHUNK_FRAMES) if mode == "chunk_causal" else None
+        mats = cam_freqs = None
+        if camera is not None:
+            mats = ray_frames(camera.float(), grid, cfg.patch_size)
+            cam_freqs = half_head_freqs(freqs, cfg.linear_head_dim)
+        return AttentionContext(grid=grid, freqs=freqs, mode=mode, chunks=chunks, ray_mats=mats, cam_freqs=cam_freqs)
+
+    def unpatchify(self, x: Tensor, grid: tuple[int, int, int]) -> Tensor:
+        """(B, N, pt * ph * pw * C) -> (B, C, T, H, W)."""
+        b = x.shape[0]
+        t, h, w = grid
+        pt, ph, pw = self.config.patch_size
+        c = self.config.in_channels
+        x = x.reshape(b, t, h, w, pt, ph, pw, c).permute(0, 7, 1, 4, 2, 5, 3, 6)
+        return x.reshape(b, c, t * pt, h * ph, w * pw)
+
+    def _check_inputs(self, latents, timesteps, prompt_embeds, prompt_mask, camera, plucker, mode) -> tuple[int, ...]:
+        cfg = self.config
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if latents.ndim != 5 or latents.shape[1] != cfg.in_channels:
+            raise ValueError(f"latents must have shape (B, {cfg.in_channels}, T, H, W), got {tuple(latents.shape)}")
+        b, _, t, h, w = latents.shape
+        _, ph, pw = cfg.patch_size
+        if h % ph or w % pw:
+            raise ValueError(f"latent height and width must be divisible by the patch size {cfg.patch_size[1:]}, got {h} x {w}")
+        if tuple(timesteps.shape) != (b, t):
+            raise ValueError(f"timesteps must have shape (B, T) = {(b, t)}, got {tuple(timesteps.shape)}")
+        if prompt_embeds is not None and (prompt_embeds.ndim != 3 or prompt_embeds.shape[0] != b or prompt_embeds.shape[2] != cfg.caption_channels):
+            raise ValueError(f"prompt_embeds must have shape (B, L, {cfg.caption_channels}), got {tuple(prompt_embeds.shape)}")
+        if prompt_mask is not None and (prompt_embeds is None or tuple(prompt_mask.shape) != tuple(prompt_embeds.shape[:2])):
+            raise ValueError("prompt_mask must have shape (B, L) of prompt_embeds (and needs prompt_embeds)")
+        if camera is not None and tuple(camera.shape) != (b, t, 20):
+            raise ValueError(f"camera must have shape (B, T, 20) = {(b, t, 20)}, got {tuple(camera.shape)}")
+        if plucker is not None and tuple(plucker.shape) != (b, cfg.chunk_plucker_channels, t, h, w):
+            raise ValueError(f"plucker must have shape (B, {cfg.chunk_plucker_channels}, T, H, W) = {(b, cfg.chunk_plucker_channels, t, h, w)}, got {tuple(plucker.shape)}")
+        return b, cfg.in_channels, t, h, w
+
+    # ---- loading -------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, config: DiTConfig | None = None) -> SanaWMDiT:
+        """Load weights strictly from a folder written by the reference's ``save_pretrained``
+        (``config.json`` + safetensors, possibly sharded) or from an official ``.pth`` /
+        ``.safetensors`` state dict (then ``config`` gives the size; ``paper`` if None)."""
+        from .checkpoint_io import load_state_dict, reference_config
+
+        path = Path(path)
+        if path.is_dir():
+            config = config or reference_config(path / "config.json")
+        model = cls(config or DiTConfig())
+        model.load_reference_state_dict(load_state_dict(path))
+        return model
+
+    def load_reference_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Load a release state dict strictly: any missing or unexpected key is an error that lists
+        them. The release's ``pos_embed`` buffer is dropped, and ``null_prompt`` (ours) may be absent."""
+        state = {k: v for k, v in state.items() if k != "pos_embed"}
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state) - {"null_prompt"})
+        unexpected = sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise KeyError(f"state dict does not match SanaWMDiT({self.config}): missing {missing[:20]}{' ...' if len(missing) > 20 else ''}, "
+                           f"unexpected {unexpected[:20]}{' ...' if len(unexpected) > 20 else ''}")
+        bad = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if v.shape != own[k].shape]
+        if bad:
+            raise ValueError(f"state dict shapes do not match: {bad[:10]}")
+        self.load_state_dict(state, strict=False)
