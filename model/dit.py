@@ -197,8 +197,9 @@ class SanaWMDiT(nn.Module):
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
-        """From-scratch initialisation: camera branches and new residuals inert, GDN starting as plain
-        linear attention (write strength ~1, decay ~1), output layer zero (DiT)."""
+        """From-scratch initialisation: camera branches and new residuals inert (the camera output
+        projection and the Plucker embedding zero, their partners not, so gradients reach them), GDN
+        starting as plain linear attention (write strength ~1, decay ~1), output layer zero (DiT)."""
 
         def basic(m: nn.Module) -> None:
             if isinstance(m, nn.Linear):
@@ -218,7 +219,6 @@ class SanaWMDiT(nn.Module):
         nn.init.zeros_(self.plucker_embedder.proj.bias)
         for block in self.blocks:
             a = block.attn
-            nn.init.zeros_(block.plucker_proj.weight)
             nn.init.zeros_(a.out_proj_cam.weight)
             nn.init.zeros_(a.out_proj_cam.bias)
             with torch.no_grad():  # the camera branch starts as a copy of the main projections
