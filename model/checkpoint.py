@@ -1,0 +1,96 @@
+"""Our model files: one safetensors file holding the weights, with the model's kind and its config
+in the header, so ``load_model(path)`` rebuilds the exact model. Written to a temporary name and
+renamed, so an interrupted save never leaves a half-written file under the real name."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .config import DiTConfig
+from .dit import SanaWMDiT
+
+FORMAT = "sanawm-model"
+VERSION = 1
+
+# kind -> (model class, config class); a model is built as cls(config).
+KINDS: dict[str, tuple[type[nn.Module], type]] = {"dit": (SanaWMDiT, DiTConfig)}
+
+
+def _kind_of(model: nn.Module) -> str:
+    for kind, (cls, _) in KINDS.items():
+        if isinstance(model, cls):
+            return kind
+    raise TypeError(f"cannot save a {type(model).__name__}; known kinds: {sorted(KINDS)}")
+
+
+def save_model(path: str | Path, model: nn.Module, metadata: dict[str, Any] | None = None) -> Path:
+    """Write ``model``'s weights and config to ``path`` (a .safetensors file)."""
+    path = Path(path)
+    kind = _kind_of(model)
+    header = {
+        "format": FORMAT,
+        "version": str(VERSION),
+        "kind": kind,
+        "config": json.dumps(dataclasses.asdict(model.config)),
+        "metadata": json.dumps(metadata or {}),
+    }
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=header)
+    os.replace(tmp, path)
+    return path
+
+
+def read_header(path: str | Path) -> dict[str, Any]:
+    """The kind, config (dict) and metadata of a model file, without loading the weights."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such model file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable safetensors file ({e})") from e
+    if header.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a {FORMAT} file (format={header.get('format')!r}); for the release's weights use SanaWMDiT.from_pretrained")
+    if header.get("kind") not in KINDS:
+        raise ValueError(f"{path}: unknown model kind {header.get('kind')!r}; known: {sorted(KINDS)}")
+    return {"kind": header["kind"], "config": json.loads(header["config"]), "metadata": json.loads(header.get("metadata", "{}"))}
+
+
+def load_model(path: str | Path, expected_config: Any = None, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the model stored at ``path``. With ``expected_config``, a file whose config differs
+    fails, naming the fields that differ."""
+    path = Path(path)
+    header = read_header(path)
+    cls, config_cls = KINDS[header["kind"]]
+    config = config_cls(**header["config"])
+    if expected_config is not None and expected_config != config:
+        diff = {f.name: (getattr(config, f.name), getattr(expected_config, f.name))
+                for f in dataclasses.fields(config) if getattr(config, f.name) != getattr(expected_config, f.name)}
+        raise ValueError(f"{path}: config does not match the requested one; (file, requested) per field: {diff}")
+    model = cls(config)
+    try:
+        with safe_open(str(path), framework="pt", device=str(map_location)) as f:
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{path}: cannot read the weights ({e})") from e
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise KeyError(f"{path}: weights do not match {cls.__name__}: missing {missing}, unexpected {unexpected}")
+    bad = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items() if v.shape != own[k].shape]
+    if bad:
+        raise ValueError(f"{path}: weight shapes do not match: {bad}")
+    model.load_state_dict(state)
+    return model
