@@ -11,14 +11,14 @@ short conv ``conv_k`` (GDN only), and the camera branch ``q/k/v_proj_cam``, ``q/
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .camera import se3_inverse
-from .gdn import frame_gdn
+from .gdn import GDNState, frame_gdn
 from .rope import apply_rope
 from .ucpe import match_rms, ucpe_transform
 
@@ -27,21 +27,44 @@ Tensor = torch.Tensor
 
 @dataclass
 class AttentionContext:
-    """What every block's attention needs besides its input, computed once per forward."""
+    """What every block's attention needs besides its input, computed once per forward.
 
-    grid: tuple[int, int, int]  # token grid (T, h, w)
+    ``chunks`` are frame ranges of the input: [(0, T)] for the bidirectional model, the chunk layout
+    for the chunk-causal one, and [(0, T)] for one streamed chunk (``streaming``), whose past comes
+    from the block caches.
+    """
+
+    grid: tuple[int, int, int]  # token grid (T, h, w) of the input
     freqs: Tensor  # (N, D / 2) RoPE rotations of the main branch
-    mode: str = "bidirectional"  # or "chunk_causal"
-    chunks: list[tuple[int, int]] | None = None  # frame ranges in chunk_causal mode
+    chunks: list[tuple[int, int]]
+    mode: str = "bidirectional"  # bidirectional | chunk_causal
+    streaming: bool = False
     ray_mats: Tensor | None = None  # (B, N, 4, 4) ray<-world transforms; None: no camera branch
     cam_freqs: Tensor | None = None  # (N, D / 4) RoPE rotations of the camera branch
+
+
+@dataclass
+class AttentionCache:
+    """What one attention layer carries from chunk to chunk when streaming (all fixed-size except
+    the softmax K/V lists, which the caller trims to a sink and a window of chunks)."""
+
+    gdn: GDNState | None = None  # main-branch recurrent state
+    gdn_cam: GDNState | None = None  # camera-branch state (numerator only)
+    conv_k: Tensor | None = None  # (B * S, K - 1, C) last pre-conv key frames
+    conv_k_cam: Tensor | None = None
+    keys: list[Tensor] = field(default_factory=list)  # softmax: (B, H, N_chunk, D) per cached chunk, post-RoPE
+    values: list[Tensor] = field(default_factory=list)
+    keys_cam: list[Tensor] = field(default_factory=list)  # camera branch, post-UCPE
+    values_cam: list[Tensor] = field(default_factory=list)
 
 
 class TemporalShortConv(nn.Module):
     """Depthwise conv over frames on each token position, kernel ``[w_0 .. w_{K-1}]`` (K frames).
 
-    The causal filter is y[t] = sum_j w_j x[t - K + 1 + j]. The bidirectional model runs it forwards
-    and backwards and counts the shared centre tap once, giving a symmetric window of 2K - 1 frames.
+    Causal part: y[t] = sum_j w_j x[t - K + 1 + j] over all frames (``past`` supplies the frames
+    before the input). Anti-causal part: the same kernel run backwards, inside each chunk only. The
+    shared centre tap is counted once. With one chunk spanning the sequence this is the release's
+    symmetric filter of the bidirectional model.
     """
 
     def __init__(self, channels: int, kernel_size: int) -> None:
@@ -49,21 +72,26 @@ class TemporalShortConv(nn.Module):
         self.kernel_size = kernel_size
         self.weight = nn.Parameter(torch.zeros(channels, 1, kernel_size))
 
-    def _causal(self, x: Tensor) -> Tensor:
-        """x (B', T, C) -> (B', T, C)."""
-        t = x.shape[1]
-        y = F.conv1d(x.transpose(1, 2), self.weight.to(x.dtype), groups=x.shape[-1], padding=self.kernel_size - 1)
-        return y[..., :t].transpose(1, 2)
+    def _causal(self, x: Tensor, past: Tensor | None) -> Tensor:
+        """x (B', T, C) -> (B', T, C); past (B', K - 1, C) or zeros."""
+        k = self.kernel_size
+        pad = x.new_zeros(x.shape[0], k - 1, x.shape[2]) if past is None else past.to(x.dtype)
+        seq = torch.cat([pad, x], dim=1)
+        return F.conv1d(seq.transpose(1, 2), self.weight.to(x.dtype), groups=x.shape[-1]).transpose(1, 2)
 
-    def forward(self, x: Tensor, num_frames: int, bidirectional: bool = True) -> Tensor:
-        """x (B, T * S, C), frame-major tokens."""
+    def forward(self, x: Tensor, num_frames: int, chunks: list[tuple[int, int]], past: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """x (B, T * S, C), frame-major. Returns the filtered tokens and the new past."""
         b, n, c = x.shape
         s = n // num_frames
         seq = x.reshape(b, num_frames, s, c).transpose(1, 2).reshape(b * s, num_frames, c)
-        y = self._causal(seq)
-        if bidirectional:
-            y = y + self._causal(seq.flip(1)).flip(1) - seq * self.weight[:, 0, -1].to(x.dtype)
-        return y.reshape(b, s, num_frames, c).transpose(1, 2).reshape(b, n, c)
+        y = self._causal(seq, past) - seq * self.weight[:, 0, -1].to(x.dtype)
+        backward = torch.cat([self._causal(seq[:, a:e].flip(1), None).flip(1) for a, e in chunks], dim=1)
+        y = y + backward
+        k = self.kernel_size
+        history = seq if past is None else torch.cat([past.to(seq.dtype), seq], dim=1)
+        if history.shape[1] < k - 1:
+            history = torch.cat([history.new_zeros(b * s, k - 1 - history.shape[1], c), history], dim=1)
+        return y.reshape(b, s, num_frames, c).transpose(1, 2).reshape(b, n, c), history[:, history.shape[1] - (k - 1) :]
 
 
 def _softmax_scale(head_dim: int) -> float:
@@ -109,14 +137,16 @@ class HybridAttention(nn.Module):
         b, n, _ = x.shape
         return x.reshape(b, n, self.heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, x: Tensor, ctx: AttentionContext) -> Tensor:
-        """x (B, N, C) with N = T * h * w tokens, frame-major."""
+    def forward(self, x: Tensor, ctx: AttentionContext, cache: AttentionCache | None = None) -> tuple[Tensor, AttentionCache | None]:
+        """x (B, N, C) with N = T * h * w tokens, frame-major. When streaming, ``cache`` (possibly
+        empty) holds the past and the returned cache includes the input chunk."""
         b, n, c = x.shape
         t = ctx.grid[0]
-        bidirectional = ctx.mode == "bidirectional"
+        new = AttentionCache() if ctx.streaming else None
+        past = cache or AttentionCache()
         q, k, v = self.qkv(x).chunk(3, dim=-1)
         if not self.softmax:
-            k = self.conv_k(k, t, bidirectional)
+            k, conv_past = self.conv_k(k, t, ctx.chunks, past.conv_k)
         q, k, v = self._heads(self.q_norm(q)), self._heads(self.k_norm(k)), self._heads(v)
 
         gates = None
@@ -125,23 +155,30 @@ class HybridAttention(nn.Module):
             frame_mean = x.reshape(b, t, -1, c).mean(2)
             gamma = torch.exp(-self.A_log.float().exp() * F.softplus(self.gate_proj(frame_mean).float() + self.dt_bias.float()))
             gates = (beta, gamma.transpose(1, 2))  # gamma (B, H, T)
-            out = self._gdn(F.relu(q), F.relu(k), v, ctx, gates, ctx.freqs, numerator_only=False)
+            q, k = F.relu(q), F.relu(k)
+            k = k * (self.head_dim * (n // t)) ** -0.5
+            out, state = self._scan(q, k, v, apply_rope(q, ctx.freqs), apply_rope(k, ctx.freqs), *gates, ctx, past.gdn, True)
+            if new is not None:
+                new.gdn, new.conv_k = state, conv_past
         else:
-            out = self._sdpa(apply_rope(q, ctx.freqs), apply_rope(k, ctx.freqs), v, ctx, scale=self.head_dim**-0.5)
-            out = out.transpose(1, 2).reshape(b, n, c)
+            k = apply_rope(k, ctx.freqs)
+            out = self._sdpa(apply_rope(q, ctx.freqs), k, v, ctx, self.head_dim**-0.5, past.keys, past.values)
+            if new is not None:
+                new.keys, new.values = past.keys + [k], past.values + [v]
+        out = out.transpose(1, 2).reshape(b, n, c)
 
         if ctx.ray_mats is not None:
-            out = out + self.out_proj_cam(self._camera(x, ctx, gates))
+            out = out + self.out_proj_cam(self._camera(x, ctx, gates, past, new))
         out = out * F.silu(self.output_gate(x).float())
-        return self.proj(out.to(x.dtype))
+        return self.proj(out.to(x.dtype)), new
 
-    def _camera(self, x: Tensor, ctx: AttentionContext, gates) -> Tensor:
+    def _camera(self, x: Tensor, ctx: AttentionContext, gates, past: AttentionCache, new: AttentionCache | None) -> Tensor:
         """The UCPE branch: (B, N, C) in world space, before ``out_proj_cam``."""
         b, n, c = x.shape
         t = ctx.grid[0]
         q, k, v = self.q_proj_cam(x), self.k_proj_cam(x), self.v_proj_cam(x)
         if not self.softmax:
-            k = self.conv_k_cam(k, t, ctx.mode == "bidirectional")
+            k, conv_past = self.conv_k_cam(k, t, ctx.chunks, past.conv_k_cam)
         q, k, v = self._heads(self.q_norm_cam(q)), self._heads(self.k_norm_cam(k)), self._heads(v)
         if not self.softmax:
             q, k = F.relu(q), F.relu(k)
@@ -152,38 +189,41 @@ class HybridAttention(nn.Module):
         k_ray = match_rms(k, ucpe_transform(k, inv, ctx.cam_freqs))
         v_ray = match_rms(v, ucpe_transform(v, inv, ctx.cam_freqs))
         if self.softmax:
-            out = self._sdpa(q_ray, k_ray, v_ray, ctx, scale=_softmax_scale(self.head_dim))
+            out = self._sdpa(q_ray, k_ray, v_ray, ctx, _softmax_scale(self.head_dim), past.keys_cam, past.values_cam)
+            if new is not None:
+                new.keys_cam, new.values_cam = past.keys_cam + [k_ray], past.values_cam + [v_ray]
         else:
             beta, gamma = gates
             # The transform can still add key energy; the release discounts the write strength by it.
             inflation = (k_ray.norm(dim=-1).clamp_min(1e-6) / k.norm(dim=-1).clamp_min(1e-6)) ** 2  # (B, H, N)
             frame_inflation = inflation.reshape(b, self.heads, t, -1).mean(-1, keepdim=True)
             beta = beta / frame_inflation.clamp_min(1.0)
-            out = self._scan(q_ray, k_ray, v_ray, q_ray, k_ray, beta, gamma, ctx, with_denominator=False)
+            out, state = self._scan(q_ray, k_ray, v_ray, q_ray, k_ray, beta, gamma, ctx, past.gdn_cam, False)
+            if new is not None:
+                new.gdn_cam, new.conv_k_cam = state, conv_past
         out = ucpe_transform(out, mats, ctx.cam_freqs, inverse_rope=True)  # back to world space
         return out.transpose(1, 2).reshape(b, n, c)
 
-    def _gdn(self, q: Tensor, k: Tensor, v: Tensor, ctx: AttentionContext, gates, freqs: Tensor, numerator_only: bool) -> Tensor:
-        b, h, n, d = q.shape
-        t = ctx.grid[0]
-        k = k * (d * (n // t)) ** -0.5
-        out = self._scan(q, k, v, apply_rope(q, freqs), apply_rope(k, freqs), *gates, ctx, with_denominator=not numerator_only)
-        return out.transpose(1, 2).reshape(b, n, h * d)
-
-    def _scan(self, q, k, v, q_rot, k_rot, beta, gamma, ctx: AttentionContext, with_denominator: bool) -> Tensor:
-        """Run frame_gdn on (B, H, N, D) tensors; returns (B, H, N, D) fp32."""
+    def _scan(self, q, k, v, q_rot, k_rot, beta, gamma, ctx: AttentionContext, state: GDNState | None,
+              with_denominator: bool) -> tuple[Tensor, GDNState]:
+        """frame_gdn on (B, H, N, D) tensors; returns (B, H, N, D) fp32 and the forward state."""
         b, h, n, d = q.shape
         t = ctx.grid[0]
         frames = lambda y: y.reshape(b, h, t, n // t, y.shape[-1])  # noqa: E731
-        out, _ = frame_gdn(frames(q), frames(k), frames(v), frames(q_rot), frames(k_rot), beta, gamma,
-                           mode=ctx.mode, with_denominator=with_denominator, chunks=ctx.chunks, eps=self.eps)
-        return out.reshape(b, h, n, -1)
+        mode = "bidirectional" if ctx.mode == "bidirectional" and not ctx.streaming else "chunk_causal"
+        out, state = frame_gdn(frames(q), frames(k), frames(v), frames(q_rot), frames(k_rot), beta, gamma, mode=mode,
+                               state=state, with_denominator=with_denominator, chunks=ctx.chunks, eps=self.eps)
+        return out.reshape(b, h, n, -1), state
 
-    def _sdpa(self, q: Tensor, k: Tensor, v: Tensor, ctx: AttentionContext, scale: float) -> Tensor:
-        """Softmax attention on (B, H, N, D) in fp32, chunk-causal where the mode asks for it."""
+    def _sdpa(self, q: Tensor, k: Tensor, v: Tensor, ctx: AttentionContext, scale: float,
+              past_k: list[Tensor], past_v: list[Tensor]) -> Tensor:
+        """Softmax attention on (B, H, N, D) in fp32: over the cached chunks and the input when
+        streaming, masked by chunk in the chunk-causal mode, full otherwise."""
         n = q.shape[2]
         mask = None
-        if ctx.mode == "chunk_causal":
+        if ctx.streaming:
+            k, v = torch.cat(past_k + [k], dim=2), torch.cat(past_v + [v], dim=2)
+        elif ctx.mode == "chunk_causal":
             frame_chunk = torch.empty(ctx.grid[0], dtype=torch.long)
             for i, (start, end) in enumerate(ctx.chunks):
                 frame_chunk[start:end] = i

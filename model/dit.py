@@ -10,15 +10,15 @@ final adaLN layer -> velocity (B, C, T, H, W).
 
 from __future__ import annotations
 
-import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attention import AttentionContext, HybridAttention
+from .attention import AttentionCache, AttentionContext, HybridAttention
 from .config import DiTConfig
 from .gdn import chunk_bounds
 from .rope import half_head_freqs, rope_freqs
@@ -105,26 +105,49 @@ class ConvLayer(nn.Module):
 
 class MixFFN(nn.Module):
     """GLUMBConv over each frame (1x1 conv -> 3x3 depthwise -> GLU -> 1x1) plus a residual conv over
-    frames (``t_conv``, kernel t_kernel x 1) that the model learns to use (zero at initialisation)."""
+    frames (``t_conv``, kernel t_kernel x 1, zero at initialisation).
+
+    The frame conv works chunk by chunk, as the release's chunk-causal FFN: a frame sees its
+    neighbours inside its chunk and the last frames before the chunk, never a later chunk (zeros
+    there). With one chunk spanning the video it is the bidirectional model's plain conv.
+    """
 
     def __init__(self, hidden: int, ratio: float, t_kernel: int) -> None:
         super().__init__()
         inner = int(hidden * ratio)
-        self.t_kernel = t_kernel
+        self.reach = t_kernel // 2
         self.inverted_conv = ConvLayer(hidden, 2 * inner, 1)
         self.depth_conv = ConvLayer(2 * inner, 2 * inner, 3, groups=2 * inner)
         self.point_conv = ConvLayer(inner, hidden, 1, bias=False)
         self.t_conv = nn.Conv2d(hidden, hidden, kernel_size=(t_kernel, 1), padding=(t_kernel // 2, 0), bias=False)
 
-    def forward(self, x: Tensor, grid: tuple[int, int, int]) -> Tensor:
+    def forward(self, x: Tensor, grid: tuple[int, int, int], chunks: list[tuple[int, int]],
+                past: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """x (B, N, C). ``past`` (B, C, reach, h * w): the frames before the input (zeros if None).
+        Returns the output and the new past."""
         b, n, c = x.shape
         t, h, w = grid
+        r = self.reach
         y = x.reshape(b * t, h, w, c).permute(0, 3, 1, 2)
         value, gate = self.depth_conv(F.silu(self.inverted_conv(y))).chunk(2, dim=1)
         y = self.point_conv(value * F.silu(gate))  # (B * T, C, h, w)
         y = y.reshape(b, t, c, h * w).transpose(1, 2)  # (B, C, T, h * w)
-        y = y + self.t_conv(y)
-        return y.permute(0, 2, 3, 1).reshape(b, n, c)
+        before = y.new_zeros(b, c, r, h * w) if past is None else past.to(y.dtype)
+        seq = torch.cat([before, y], dim=2)  # frame j of the input is seq[:, :, j + r]
+        out = []
+        for start, end in chunks:
+            window = torch.cat([seq[:, :, start : end + r], y.new_zeros(b, c, r, h * w)], dim=2)
+            out.append(y[:, :, start:end] + F.conv2d(window, self.t_conv.weight))
+        y = torch.cat(out, dim=2)
+        return y.permute(0, 2, 3, 1).reshape(b, n, c), seq[:, :, seq.shape[2] - r :]
+
+
+@dataclass
+class BlockCache:
+    """A block's streaming memory: its attention cache and the FFN's last frames before t_conv."""
+
+    attn: AttentionCache
+    t_conv: Tensor
 
 
 class Block(nn.Module):
@@ -142,20 +165,24 @@ class Block(nn.Module):
         self.mlp = MixFFN(c, cfg.mlp_ratio, cfg.t_kernel_size)
         self.scale_shift_table = nn.Parameter(torch.randn(6, c) / c**0.5)
 
-    def forward(self, x: Tensor, y: Tensor, y_mask: Tensor, mod: Tensor, ctx: AttentionContext, plucker: Tensor | None) -> Tensor:
-        """x (B, N, C); mod (B, T, 6, C) per-frame modulation; plucker (B, N, C) or None."""
+    def forward(self, x: Tensor, y: Tensor, y_mask: Tensor, mod: Tensor, ctx: AttentionContext, plucker: Tensor | None,
+                cache: BlockCache | None = None) -> tuple[Tensor, BlockCache | None]:
+        """x (B, N, C); mod (B, T, 6, C) per-frame modulation; plucker (B, N, C) or None. When
+        streaming, ``cache`` holds the past and the returned cache includes this chunk."""
         b, n, c = x.shape
         t = ctx.grid[0]
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (self.scale_shift_table + mod).unbind(2)
         per_frame = lambda z: z.reshape(b, t, -1, c)  # noqa: E731
         h = per_frame(self.norm1(x)) * (1 + scale_msa[:, :, None]) + shift_msa[:, :, None]
-        x = x + (gate_msa[:, :, None] * per_frame(self.attn(h.reshape(b, n, c), ctx))).reshape(b, n, c)
+        attn, attn_cache = self.attn(h.reshape(b, n, c), ctx, cache.attn if cache else None)
+        x = x + (gate_msa[:, :, None] * per_frame(attn)).reshape(b, n, c)
         if plucker is not None:
             x = x + self.plucker_proj(plucker)
         x = x + self.cross_attn(x, y, y_mask)
         h = per_frame(self.norm2(x)) * (1 + scale_mlp[:, :, None]) + shift_mlp[:, :, None]
-        x = x + (gate_mlp[:, :, None] * per_frame(self.mlp(h.reshape(b, n, c), ctx.grid))).reshape(b, n, c)
-        return x
+        mlp, tail = self.mlp(h.reshape(b, n, c), ctx.grid, ctx.chunks, cache.t_conv if cache else None)
+        x = x + (gate_mlp[:, :, None] * per_frame(mlp)).reshape(b, n, c)
+        return x, (BlockCache(attn_cache, tail) if ctx.streaming else None)
 
 
 class FinalLayer(nn.Module):
@@ -171,6 +198,38 @@ class FinalLayer(nn.Module):
         shift, scale = (self.scale_shift_table + t_emb[:, :, None]).unbind(2)
         h = self.norm_final(x).reshape(b, t_emb.shape[1], -1, c) * (1 + scale[:, :, None]) + shift[:, :, None]
         return self.linear(h.reshape(b, n, c))
+
+
+@dataclass
+class StreamState:
+    """The DiT's memory of a video so far: the number of latent frames written and each block's
+    cache (GDN states, conv tails, softmax K/V of the sink chunk and the recent window)."""
+
+    frames: int
+    blocks: list[BlockCache | None]
+
+    def clone(self) -> StreamState:
+        return StreamState(self.frames, _map_tensors(self.blocks, lambda t: t.clone()))
+
+    def to(self, device: torch.device | str) -> StreamState:
+        return StreamState(self.frames, _map_tensors(self.blocks, lambda t: t.to(device)))
+
+    def nbytes(self) -> int:
+        """Bytes held by the state's tensors."""
+        sizes: list[int] = []
+        _map_tensors(self.blocks, lambda t: sizes.append(t.numel() * t.element_size()) or t)
+        return sum(sizes)
+
+
+def _map_tensors(obj, fn):
+    """Apply ``fn`` to every tensor inside nested dataclasses / lists, building new containers."""
+    if isinstance(obj, Tensor):
+        return fn(obj)
+    if isinstance(obj, list):
+        return [_map_tensors(o, fn) for o in obj]
+    if obj is None or not hasattr(obj, "__dataclass_fields__"):
+        return obj
+    return type(obj)(**{name: _map_tensors(getattr(obj, name), fn) for name in obj.__dataclass_fields__})
 
 
 class SanaWMDiT(nn.Module):
@@ -286,23 +345,80 @@ class SanaWMDiT(nn.Module):
 
         ctx = self.attention_context(grid, camera, mode, latents.device)
         for block in self.blocks:
-            x = block(x, y, prompt_mask, mod, ctx, plucker_tokens)
+            x, _ = block(x, y, prompt_mask, mod, ctx, plucker_tokens)
         x = self.final_layer(x, t_emb)
         return self.unpatchify(x, grid)
 
+    def empty_stream(self) -> StreamState:
+        """The state before the first chunk of a video."""
+        return StreamState(frames=0, blocks=[None] * len(self.blocks))
+
+    def stream(
+        self,
+        latents: Tensor,
+        timesteps: Tensor,
+        state: StreamState,
+        prompt_embeds: Tensor | None = None,
+        prompt_mask: Tensor | None = None,
+        camera: Tensor | None = None,
+        plucker: Tensor | None = None,
+        window: int | None = 1,
+        sink: bool = True,
+    ) -> tuple[Tensor, StreamState]:
+        """Velocity of the next chunk of a video given ``state``, and the state with this chunk
+        written. ``state`` itself is not modified: denoising steps reuse it read-only and only the
+        final (clean, timestep 0) pass's state is kept, which is how a streaming generator commits.
+
+        Inputs are as in ``forward`` for the chunk's T_c latent frames; ``camera`` poses stay
+        relative to the video's first frame. Softmax blocks keep the K/V of the first chunk (``sink``)
+        and of the last ``window`` chunks (all of them if None), so the state stays fixed-size.
+        Running all chunks this way with ``window=None`` equals ``forward(mode="chunk_causal")``.
+        """
+        cfg = self.config
+        b, _, t, hh, ww = self._check_inputs(latents, timesteps, prompt_embeds, prompt_mask, camera, plucker, "chunk_causal")
+        if window is not None and window < 0:
+            raise ValueError(f"window must be >= 0 chunks or None (unbounded), got {window}")
+        grid = (t, hh // cfg.patch_size[1], ww // cfg.patch_size[2])
+        x = self.x_embedder(latents)
+        plucker_tokens = None if plucker is None else self.plucker_embedder(plucker.to(x.dtype))
+        t_emb = self.t_embedder(timesteps.reshape(-1)).reshape(b, t, -1)
+        mod = self.t_block(t_emb).reshape(b, t, 6, -1)
+        if prompt_embeds is None:
+            prompt_embeds = self.null_prompt.expand(b, -1, -1)
+        if prompt_mask is None:
+            prompt_mask = torch.ones(prompt_embeds.shape[:2], dtype=torch.long, device=latents.device)
+        y = self.y_embedder(prompt_embeds.to(x.dtype))
+        if cfg.y_norm:
+            y = self.attention_y_norm(y)
+        frames = torch.arange(state.frames, state.frames + t)
+        ctx = self.attention_context(grid, camera, "chunk_causal", latents.device, frames=frames)
+        caches = []
+        for block, cache in zip(self.blocks, state.blocks):
+            x, new = block(x, y, prompt_mask, mod, ctx, plucker_tokens, cache)
+            a = new.attn
+            for name in ("keys", "values", "keys_cam", "values_cam"):
+                kept = getattr(a, name)
+                if window is not None and len(kept) > window + sink:
+                    kept = (kept[:1] if sink else []) + (kept[len(kept) - window :] if window else [])
+                setattr(a, name, kept)
+            caches.append(new)
+        velocity = self.unpatchify(self.final_layer(x, t_emb), grid)
+        return velocity, StreamState(frames=state.frames + t, blocks=caches)
+
     def attention_context(self, grid: tuple[int, int, int], camera: Tensor | None, mode: str, device=None,
                           frames: Tensor | None = None) -> AttentionContext:
-        """RoPE tables, ray frames and chunking shared by all blocks of one forward. ``frames`` gives
-        absolute frame indices for RoPE (streaming); 0..T-1 if None."""
+        """RoPE tables, ray frames and chunking shared by all blocks of one forward. ``frames``
+        (absolute frame indices, for RoPE) marks a streamed chunk; 0..T-1 and the full layout if None."""
         cfg = self.config
         t, h, w = grid
         freqs = rope_freqs(cfg.linear_head_dim, t if frames is None else frames, h, w, cfg.rope_theta).to(device)
-        chunks = chunk_bounds(t, FIRST_CHUNK_FRAMES, CHUNK_FRAMES) if mode == "chunk_causal" else None
+        chunks = chunk_bounds(t, FIRST_CHUNK_FRAMES, CHUNK_FRAMES) if mode == "chunk_causal" and frames is None else [(0, t)]
         mats = cam_freqs = None
         if camera is not None:
             mats = ray_frames(camera.float(), grid, cfg.patch_size)
             cam_freqs = half_head_freqs(freqs, cfg.linear_head_dim)
-        return AttentionContext(grid=grid, freqs=freqs, mode=mode, chunks=chunks, ray_mats=mats, cam_freqs=cam_freqs)
+        return AttentionContext(grid=grid, freqs=freqs, chunks=chunks, mode=mode, streaming=frames is not None,
+                                ray_mats=mats, cam_freqs=cam_freqs)
 
     def unpatchify(self, x: Tensor, grid: tuple[int, int, int]) -> Tensor:
         """(B, N, pt * ph * pw * C) -> (B, C, T, H, W)."""

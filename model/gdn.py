@@ -69,14 +69,12 @@ def empty_state(batch: int, heads: int, dk: int, dv: int, with_denominator: bool
 
 
 def chunk_bounds(num_frames: int, first_chunk: int, chunk: int) -> list[tuple[int, int]]:
-    """(start, end) of the chunks of a sequence: the first of ``first_chunk`` frames, then ``chunk``."""
-    bounds, start = [], 0
-    size = first_chunk
-    while start < num_frames:
-        bounds.append((start, min(start + size, num_frames)))
-        start += size
-        size = chunk
-    return bounds
+    """(start, end) of the chunks of a sequence: the first of ``first_chunk`` frames, then ``chunk``;
+    a last chunk shorter than ``chunk`` joins the one before it (the release's training split)."""
+    starts = [0] + list(range(first_chunk, num_frames, chunk))
+    if len(starts) > 1 and num_frames - starts[-1] < chunk:
+        starts.pop()
+    return list(zip(starts, starts[1:] + [num_frames]))
 
 
 def frame_gdn(

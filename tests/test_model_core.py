@@ -51,6 +51,7 @@ def test_chunk_causal_gdn_sees_its_own_chunk_only():
     q, k, v, qr, kr, beta, gamma = _gdn_inputs(t=10)
     chunks = chunk_bounds(10, 4, 3)
     assert chunks == [(0, 4), (4, 7), (7, 10)]
+    assert chunk_bounds(9, 4, 3) == [(0, 4), (4, 9)] and chunk_bounds(3, 4, 3) == [(0, 3)] and chunk_bounds(5, 4, 3) == [(0, 5)]
     out, _ = frame_gdn(q, k, v, qr, kr, beta, gamma, mode="chunk_causal", chunks=chunks)
     changed = v.clone()
     changed[:, :, 6] += 1.0  # inside the second chunk
