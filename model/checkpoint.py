@@ -17,12 +17,18 @@ from safetensors.torch import save_file
 
 from .config import DiTConfig
 from .dit import SanaWMDiT
+from .refiner import RefinerConfig, SanaWMRefiner
+from .vae import CausalVideoVAE, VAEConfig
 
 FORMAT = "sanawm-model"
 VERSION = 1
 
 # kind -> (model class, config class); a model is built as cls(config).
-KINDS: dict[str, tuple[type[nn.Module], type]] = {"dit": (SanaWMDiT, DiTConfig)}
+KINDS: dict[str, tuple[type[nn.Module], type]] = {
+    "dit": (SanaWMDiT, DiTConfig),
+    "refiner": (SanaWMRefiner, RefinerConfig),
+    "vae": (CausalVideoVAE, VAEConfig),
+}
 
 
 def _kind_of(model: nn.Module) -> str:

@@ -47,3 +47,14 @@ def test_bad_files_fail_with_the_path(tmp_path):
     save_file({"a": torch.zeros(1)}, str(tmp_path / "foreign.safetensors"))
     with pytest.raises(ValueError, match="not a sanawm-model file"):
         load_model(tmp_path / "foreign.safetensors")
+
+
+def test_every_model_kind_round_trips(tmp_path):
+    from model import REFINER_SIZES, VAE_SIZES, CausalVideoVAE, SanaWMRefiner
+
+    for model in (CausalVideoVAE(VAE_SIZES["tiny"]), SanaWMRefiner(REFINER_SIZES["tiny"])):
+        path = save_model(tmp_path / f"{type(model).__name__}.safetensors", model)
+        loaded = load_model(path)
+        assert type(loaded) is type(model) and loaded.config == model.config
+        for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+            assert torch.equal(a, b), name
