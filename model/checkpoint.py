@@ -15,6 +15,7 @@ import torch.nn as nn
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from .checkpoint_io import load_strict
 from .config import DiTConfig
 from .dit import SanaWMDiT
 from .refiner import RefinerConfig, SanaWMRefiner
@@ -91,12 +92,5 @@ def load_model(path: str | Path, expected_config: Any = None, map_location: str 
             state = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError) as e:
         raise ValueError(f"{path}: cannot read the weights ({e})") from e
-    own = model.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise KeyError(f"{path}: weights do not match {cls.__name__}: missing {missing}, unexpected {unexpected}")
-    bad = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items() if v.shape != own[k].shape]
-    if bad:
-        raise ValueError(f"{path}: weight shapes do not match: {bad}")
-    model.load_state_dict(state)
+    load_strict(model, state, source=str(path))
     return model

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 from safetensors.torch import load_file
 
 from .config import DiTConfig
@@ -75,3 +76,18 @@ def load_state_dict(path: str | Path) -> dict[str, Tensor]:
             raise ValueError(f"{path}: expected a state dict, got {type(obj).__name__}")
         return obj
     raise ValueError(f"{path}: unsupported checkpoint format {path.suffix!r} (use .safetensors, .pth, .pt or .bin)")
+
+
+def load_strict(module: nn.Module, state: dict[str, Tensor], allow_missing: set[str] = frozenset(), source: str = "state dict") -> None:
+    """Load ``state`` into ``module``: every missing key (outside ``allow_missing``), unexpected key
+    or wrong shape is an error that lists them, naming ``source``."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state) - set(allow_missing))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        more = lambda keys: keys[:20] + (["..."] if len(keys) > 20 else [])  # noqa: E731
+        raise KeyError(f"{source} does not match {type(module).__name__}: missing {more(missing)}, unexpected {more(unexpected)}")
+    bad = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if v.shape != own[k].shape]
+    if bad:
+        raise ValueError(f"{source}: shapes do not match {type(module).__name__}: {bad[:10]}")
+    module.load_state_dict(state, strict=False)

@@ -326,13 +326,21 @@ class SanaWMDiT(nn.Module):
         Returns:
             velocity (B, C, T, H, W).
         """
+        self._check_inputs(latents, timesteps, prompt_embeds, prompt_mask, camera, plucker, mode)
+        x, grid, plucker_tokens, t_emb, mod, y, prompt_mask = self._embed(latents, timesteps, prompt_embeds, prompt_mask, plucker)
+        ctx = self.attention_context(grid, camera, mode, latents.device)
+        for block in self.blocks:
+            x, _ = block(x, y, prompt_mask, mod, ctx, plucker_tokens)
+        return self.unpatchify(self.final_layer(x, t_emb), grid)
+
+    def _embed(self, latents, timesteps, prompt_embeds, prompt_mask, plucker):
+        """Tokens (B, N, C), token grid, Plucker tokens, per-frame time embedding (B, T, C) and
+        modulation (B, T, 6, C), embedded prompt and its mask."""
         cfg = self.config
-        b, _, t, hh, ww = self._check_inputs(latents, timesteps, prompt_embeds, prompt_mask, camera, plucker, mode)
-        pt, ph, pw = cfg.patch_size
-        grid = (t, hh // ph, ww // pw)
+        b, _, t, hh, ww = latents.shape
+        grid = (t, hh // cfg.patch_size[1], ww // cfg.patch_size[2])
         x = self.x_embedder(latents)
         plucker_tokens = None if plucker is None else self.plucker_embedder(plucker.to(x.dtype))
-
         t_emb = self.t_embedder(timesteps.reshape(-1)).reshape(b, t, -1)
         mod = self.t_block(t_emb).reshape(b, t, 6, -1)
         if prompt_embeds is None:
@@ -342,12 +350,7 @@ class SanaWMDiT(nn.Module):
         y = self.y_embedder(prompt_embeds.to(x.dtype))
         if cfg.y_norm:
             y = self.attention_y_norm(y)
-
-        ctx = self.attention_context(grid, camera, mode, latents.device)
-        for block in self.blocks:
-            x, _ = block(x, y, prompt_mask, mod, ctx, plucker_tokens)
-        x = self.final_layer(x, t_emb)
-        return self.unpatchify(x, grid)
+        return x, grid, plucker_tokens, t_emb, mod, y, prompt_mask
 
     def empty_stream(self) -> StreamState:
         """The state before the first chunk of a video."""
@@ -374,22 +377,11 @@ class SanaWMDiT(nn.Module):
         and of the last ``window`` chunks (all of them if None), so the state stays fixed-size.
         Running all chunks this way with ``window=None`` equals ``forward(mode="chunk_causal")``.
         """
-        cfg = self.config
-        b, _, t, hh, ww = self._check_inputs(latents, timesteps, prompt_embeds, prompt_mask, camera, plucker, "chunk_causal")
+        self._check_inputs(latents, timesteps, prompt_embeds, prompt_mask, camera, plucker, "chunk_causal")
         if window is not None and window < 0:
             raise ValueError(f"window must be >= 0 chunks or None (unbounded), got {window}")
-        grid = (t, hh // cfg.patch_size[1], ww // cfg.patch_size[2])
-        x = self.x_embedder(latents)
-        plucker_tokens = None if plucker is None else self.plucker_embedder(plucker.to(x.dtype))
-        t_emb = self.t_embedder(timesteps.reshape(-1)).reshape(b, t, -1)
-        mod = self.t_block(t_emb).reshape(b, t, 6, -1)
-        if prompt_embeds is None:
-            prompt_embeds = self.null_prompt.expand(b, -1, -1)
-        if prompt_mask is None:
-            prompt_mask = torch.ones(prompt_embeds.shape[:2], dtype=torch.long, device=latents.device)
-        y = self.y_embedder(prompt_embeds.to(x.dtype))
-        if cfg.y_norm:
-            y = self.attention_y_norm(y)
+        x, grid, plucker_tokens, t_emb, mod, y, prompt_mask = self._embed(latents, timesteps, prompt_embeds, prompt_mask, plucker)
+        t = grid[0]
         frames = torch.arange(state.frames, state.frames + t)
         ctx = self.attention_context(grid, camera, "chunk_causal", latents.device, frames=frames)
         caches = []
@@ -470,14 +462,6 @@ class SanaWMDiT(nn.Module):
     def load_reference_state_dict(self, state: dict[str, Tensor]) -> None:
         """Load a release state dict strictly: any missing or unexpected key is an error that lists
         them. The release's ``pos_embed`` buffer is dropped, and ``null_prompt`` (ours) may be absent."""
-        state = {k: v for k, v in state.items() if k != "pos_embed"}
-        own = self.state_dict()
-        missing = sorted(set(own) - set(state) - {"null_prompt"})
-        unexpected = sorted(set(state) - set(own))
-        if missing or unexpected:
-            raise KeyError(f"state dict does not match SanaWMDiT({self.config}): missing {missing[:20]}{' ...' if len(missing) > 20 else ''}, "
-                           f"unexpected {unexpected[:20]}{' ...' if len(unexpected) > 20 else ''}")
-        bad = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if v.shape != own[k].shape]
-        if bad:
-            raise ValueError(f"state dict shapes do not match: {bad[:10]}")
-        self.load_state_dict(state, strict=False)
+        from .checkpoint_io import load_strict
+
+        load_strict(self, {k: v for k, v in state.items() if k != "pos_embed"}, allow_missing={"null_prompt"}, source="release state dict")

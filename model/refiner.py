@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .checkpoint_io import load_strict
 from .dit import timestep_embedding
 
 Tensor = torch.Tensor
@@ -363,12 +364,4 @@ class SanaWMRefiner(nn.Module):
         state = {k: v for k, v in state.items() if not ignored(k)}
         if dropped:
             log.info("refiner: ignoring %d audio / audio-video weights of the release (video stream only)", len(dropped))
-        own = self.state_dict()
-        missing = sorted(set(own) - set(state) - {"null_prompt"})
-        unexpected = sorted(set(state) - set(own))
-        if missing or unexpected:
-            raise KeyError(f"state dict does not match SanaWMRefiner: missing {missing[:20]}, unexpected {unexpected[:20]}")
-        bad = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if v.shape != own[k].shape]
-        if bad:
-            raise ValueError(f"state dict shapes do not match: {bad[:10]}")
-        self.load_state_dict(state, strict=False)
+        load_strict(self, state, allow_missing={"null_prompt"}, source="release refiner state dict")
