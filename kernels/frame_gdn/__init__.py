@@ -1,0 +1,106 @@
+"""Frame-wise gated delta rule (the recurrence of SANA-WM's GDN blocks): one dispatch point.
+
+``scan`` runs the Triton kernels on CUDA tensors and the PyTorch reference elsewhere;
+``force_triton()`` (or ``SANAWM_FORCE_TRITON=1``) sends CPU tensors to the kernels too, which with
+``TRITON_INTERPRET=1`` runs the real kernel code on the CPU (how the tests check it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import torch
+
+from .reference import scan_reference
+
+Tensor = torch.Tensor
+_FORCE = {"triton": os.environ.get("SANAWM_FORCE_TRITON", "") == "1"}
+
+
+@contextlib.contextmanager
+def force_triton(enabled: bool = True) -> Iterator[None]:
+    """Within the block, ``scan`` uses the Triton kernels whatever the device."""
+    before = _FORCE["triton"]
+    _FORCE["triton"] = enabled
+    try:
+        yield
+    finally:
+        _FORCE["triton"] = before
+
+
+def scan(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    q_rot: Tensor,
+    k_rot: Tensor,
+    beta: Tensor,
+    gamma: Tensor,
+    initial_kv: Tensor | None = None,
+    initial_z: Tensor | None = None,
+    reverse: bool = False,
+    exclusive: bool = False,
+    resets: Tensor | None = None,
+    with_denominator: bool = True,
+    chunk: int = 16,
+) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
+    """One frame-wise gated delta rule scan (see ``reference.py`` for the recurrence).
+
+    Args:
+        q, k, q_rot, k_rot: [B, H, T, S, K] queries and keys (unrotated for the normaliser, rotated
+            for the numerator); v: [B, H, T, S, V]; beta: [B, H, T, S]; gamma: [B, H, T].
+        initial_kv: [B, H, V, K] fp32 carried state; initial_z: [B, H, K]; zeros if None.
+        reverse: scan frames from last to first. exclusive: a frame reads the state before its write.
+        resets: [T] bool/int, zero the state before these frames (the reverse scan inside chunks).
+        with_denominator: also run the normaliser stream z (the camera branch does not).
+        chunk: frames between the forward's state checkpoints (the backward recomputes in between).
+
+    Returns:
+        num [B, H, T, S, V] fp32, den [B, H, T, S] fp32 (None without denominator), and the final
+        state kv [B, H, V, K], z [B, H, K].
+
+    Example:
+        >>> B, H, T, S, K = 1, 2, 5, 16, 32
+        >>> q, k = torch.rand(B, H, T, S, K), torch.rand(B, H, T, S, K) / (K * S) ** 0.5
+        >>> num, den, kv, z = scan(q, k, torch.randn(B, H, T, S, K), q, k, torch.rand(B, H, T, S), torch.rand(B, H, T))
+        >>> (num / (den[..., None] + 1e-15)).shape
+        torch.Size([1, 2, 5, 16, 32])
+    """
+    _check(q, k, v, q_rot, k_rot, beta, gamma, initial_kv, initial_z, resets, chunk)
+    if not (q.is_cuda or _FORCE["triton"]):
+        return scan_reference(q, k, v, q_rot, k_rot, beta, gamma, initial_kv, initial_z, reverse, exclusive, resets, with_denominator)
+    from .scan import FrameGDNScan
+
+    t = q.shape[2]
+    resets = torch.zeros(t, dtype=torch.int32, device=q.device) if resets is None else resets.to(device=q.device, dtype=torch.int32).contiguous()
+    c = lambda x: x.contiguous()  # noqa: E731
+    return FrameGDNScan.apply(c(q), c(k), c(v), c(q_rot), c(k_rot), c(beta), c(gamma), initial_kv, initial_z,
+                              reverse, exclusive, resets, with_denominator, chunk, None)
+
+
+def _check(q, k, v, q_rot, k_rot, beta, gamma, initial_kv, initial_z, resets, chunk) -> None:
+    if q.ndim != 5:
+        raise ValueError(f"q must be [B, H, T, S, K], got shape {tuple(q.shape)}")
+    b, h, t, s, dk = q.shape
+    for name, x in (("k", k), ("q_rot", q_rot), ("k_rot", k_rot)):
+        if x.shape != q.shape:
+            raise ValueError(f"{name} must have the shape of q {tuple(q.shape)}, got {tuple(x.shape)}")
+    if v.ndim != 5 or v.shape[:4] != q.shape[:4]:
+        raise ValueError(f"v must be [B, H, T, S, V] = [{b}, {h}, {t}, {s}, V], got {tuple(v.shape)}")
+    if beta.shape != q.shape[:4]:
+        raise ValueError(f"beta must be [B, H, T, S] = {tuple(q.shape[:4])}, got {tuple(beta.shape)}")
+    if gamma.shape != q.shape[:3]:
+        raise ValueError(f"gamma must be [B, H, T] = {tuple(q.shape[:3])}, got {tuple(gamma.shape)}")
+    if initial_kv is not None and initial_kv.shape != (b, h, v.shape[-1], dk):
+        raise ValueError(f"initial_kv must be [B, H, V, K] = {(b, h, v.shape[-1], dk)}, got {tuple(initial_kv.shape)}")
+    if initial_z is not None and initial_z.shape != (b, h, dk):
+        raise ValueError(f"initial_z must be [B, H, K] = {(b, h, dk)}, got {tuple(initial_z.shape)}")
+    if resets is not None and resets.shape != (t,):
+        raise ValueError(f"resets must be [T] = ({t},), got {tuple(resets.shape)}")
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1 frames, got {chunk}")
+    for name, x in (("q", q), ("k", k), ("v", v), ("q_rot", q_rot), ("k_rot", k_rot)):
+        if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise TypeError(f"{name} must be float32, float16 or bfloat16, got {x.dtype}")
