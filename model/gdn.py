@@ -1,4 +1,4 @@
-"""Frame-wise Gated DeltaNet: the recurrence of SANA-WM's linear-attention blocks, in plain PyTorch.
+"""Frame-wise Gated DeltaNet: the recurrence of SANA-WM's linear-attention blocks and its modes.
 
 One recurrence step per latent frame, all S tokens of the frame written at once. Per batch and head,
 with K_t, V_t the frame's keys and values as (S, D) rows, beta_t (S,) and gamma_t a scalar:
@@ -16,8 +16,9 @@ Modes:
 * bidirectional: plus an exclusive reverse scan (frames > t); numerators and denominators add.
 * chunk_causal: the reverse scan only inside each chunk of frames.
 
-This is the reference the Triton kernels are tested against. States are fp32.
-Layout: (B, H, T, S, D) for q, k, v; (B, H, T, S) for beta; (B, H, T) for gamma.
+Each scan goes through ``kernels.frame_gdn.scan``: the Triton kernels on CUDA, the PyTorch reference
+on the CPU. States are fp32. Layout: (B, H, T, S, D) for q, k, v; (B, H, T, S) for beta; (B, H, T)
+for gamma.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from kernels.frame_gdn import scan
 
 Tensor = torch.Tensor
 
@@ -38,34 +41,6 @@ class GDNState:
 
     kv: Tensor
     z: Tensor | None
-
-    def clone(self) -> GDNState:
-        return GDNState(self.kv.clone(), None if self.z is None else self.z.clone())
-
-
-def _step(state: GDNState, k: Tensor, k_rot: Tensor, v: Tensor, beta: Tensor, gamma: Tensor) -> GDNState:
-    """Write one frame (k, k_rot (B, H, S, Dk), v (B, H, S, Dv), beta (B, H, S), gamma (B, H))."""
-    g = gamma[..., None, None]
-    b = beta[..., None]
-    pred = k_rot @ state.kv.transpose(-1, -2)  # (B, H, S, Dv): what the state recalls for each key
-    kv = g * state.kv + ((v - g * pred) * b).transpose(-1, -2) @ k_rot
-    z = None
-    if state.z is not None:
-        recall = (k @ state.z[..., None]).squeeze(-1)  # (B, H, S)
-        z = gamma[..., None] * state.z + ((beta * (1 - gamma[..., None] * recall))[..., None] * k).sum(-2)
-    return GDNState(kv, z)
-
-
-def _read(state: GDNState, q: Tensor, q_rot: Tensor) -> tuple[Tensor, Tensor | None]:
-    num = q_rot @ state.kv.transpose(-1, -2)  # (B, H, S, Dv)
-    den = None if state.z is None else (q @ state.z[..., None]).squeeze(-1)  # (B, H, S)
-    return num, den
-
-
-def empty_state(batch: int, heads: int, dk: int, dv: int, with_denominator: bool = True, device=None) -> GDNState:
-    kv = torch.zeros(batch, heads, dv, dk, dtype=torch.float32, device=device)
-    z = torch.zeros(batch, heads, dk, dtype=torch.float32, device=device) if with_denominator else None
-    return GDNState(kv, z)
 
 
 def chunk_bounds(num_frames: int, first_chunk: int, chunk: int) -> list[tuple[int, int]]:
@@ -109,26 +84,16 @@ def frame_gdn(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if mode == "chunk_causal" and not chunks:
         raise ValueError("chunk_causal mode needs chunks=[(start, end), ...]")
-    b, h, t, s, dk = q.shape
-    dv = v.shape[-1]
-    q, k, v, q_rot, k_rot, beta, gamma = (x.float() for x in (q, k, v, q_rot, k_rot, beta, gamma))
-    if state is None:
-        state = empty_state(b, h, dk, dv, with_denominator, q.device)
-    num = torch.empty(b, h, t, s, dv, device=q.device)
-    den = torch.empty(b, h, t, s, device=q.device) if with_denominator else None
-    for i in range(t):  # inclusive forward scan
-        state = _step(state, k[:, :, i], k_rot[:, :, i], v[:, :, i], beta[:, :, i], gamma[:, :, i])
-        num[:, :, i], d = _read(state, q[:, :, i], q_rot[:, :, i])
-        if den is not None:
-            den[:, :, i] = d
-    if mode != "causal":  # exclusive reverse scan, over everything or within each chunk
-        for start, end in chunks if mode == "chunk_causal" else [(0, t)]:
-            rev = empty_state(b, h, dk, dv, with_denominator, q.device)
-            for i in range(end - 1, start - 1, -1):
-                n, d = _read(rev, q[:, :, i], q_rot[:, :, i])
-                num[:, :, i] += n
-                if den is not None:
-                    den[:, :, i] += d
-                rev = _step(rev, k[:, :, i], k_rot[:, :, i], v[:, :, i], beta[:, :, i], gamma[:, :, i])
+    t = q.shape[2]
+    init_kv, init_z = (None, None) if state is None else (state.kv, state.z)
+    num, den, kv, z = scan(q, k, v, q_rot, k_rot, beta, gamma, init_kv, init_z, with_denominator=with_denominator)
+    if mode != "causal":  # exclusive reverse scan, over everything or restarting at each chunk's end
+        resets = torch.zeros(t, dtype=torch.bool)
+        for _, end in chunks if mode == "chunk_causal" else [(0, t)]:
+            resets[end - 1] = True
+        num_r, den_r, _, _ = scan(q, k, v, q_rot, k_rot, beta, gamma, reverse=True, exclusive=True, resets=resets,
+                                  with_denominator=with_denominator)
+        num = num + num_r
+        den = None if den is None else den + den_r
     out = num if den is None else num / (den[..., None] + eps)
-    return out, state
+    return out, GDNState(kv, z)

@@ -71,7 +71,7 @@ def scan(
     _check(q, k, v, q_rot, k_rot, beta, gamma, initial_kv, initial_z, resets, chunk)
     if not (q.is_cuda or _FORCE["triton"]):
         return scan_reference(q, k, v, q_rot, k_rot, beta, gamma, initial_kv, initial_z, reverse, exclusive, resets, with_denominator)
-    from .scan import FrameGDNScan
+    from .fused_recurrent import FrameGDNScan
 
     t = q.shape[2]
     resets = torch.zeros(t, dtype=torch.int32, device=q.device) if resets is None else resets.to(device=q.device, dtype=torch.int32).contiguous()

@@ -1,0 +1,145 @@
+"""The Triton frame-wise GDN kernels against the PyTorch reference.
+
+On the CPU they run under TRITON_INTERPRET=1 (set by conftest.py before triton is imported) with
+small shapes that are not multiples of the block sizes; fresh random inputs every run. bf16 needs a
+GPU (the interpreter cannot do bf16 dot products).
+"""
+
+import math
+
+import pytest
+import torch
+
+from kernels.frame_gdn import force_triton, scan
+from kernels.frame_gdn.reference import scan_reference
+
+pytest.importorskip("triton")
+TOL = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 2e-2}
+
+
+def _inputs(b=1, h=2, t=5, s=20, dk=8, dv=40, dtype=torch.float32, device="cpu"):
+    g = torch.Generator().manual_seed(torch.seed() % 2**31)  # fresh every run; printed on failure
+    rand = lambda *shape: torch.rand(*shape, generator=g)  # noqa: E731
+    q, qr = rand(b, h, t, s, dk), rand(b, h, t, s, dk)
+    k, kr = rand(b, h, t, s, dk) / math.sqrt(dk * s), rand(b, h, t, s, dk) / math.sqrt(dk * s)
+    v = torch.randn(b, h, t, s, dv, generator=g)
+    beta, gamma = rand(b, h, t, s), rand(b, h, t) * 0.5 + 0.5
+    return [x.to(device=device, dtype=dtype) for x in (q, k, v, qr, kr, beta, gamma)]
+
+
+def _rel(a, b):
+    return ((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-12)).item()
+
+
+VARIANTS = [  # (reverse, exclusive, resets, with_denominator, initial state)
+    (False, False, None, True, False),
+    (False, False, None, True, True),  # a streamed chunk continuing a carried state
+    (True, True, None, True, False),  # the bidirectional model's reverse scan
+    (True, True, [0, 0, 1, 0, 1], True, False),  # the chunk-causal reverse scan
+    (False, False, None, False, True),  # the camera branch: numerator only
+]
+
+
+@pytest.mark.parametrize("reverse,exclusive,resets,with_den,init", VARIANTS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_forward_matches_reference(reverse, exclusive, resets, with_den, init, dtype, monkeypatch):
+    args = _inputs(dtype=dtype)
+    b, h, t, s, dk = args[0].shape
+    dv = args[2].shape[-1]
+    kv0 = torch.randn(b, h, dv, dk) if init else None
+    z0 = torch.rand(b, h, dk) if init and with_den else None
+    resets = None if resets is None else torch.tensor(resets)
+    poisoned = torch.empty
+
+    def poison(*shape, **kw):  # every output element must be written by the kernel
+        return poisoned(*shape, **kw).fill_(float("nan"))
+
+    monkeypatch.setattr(torch, "empty", poison)
+    with force_triton():
+        got = scan(*args, kv0, z0, reverse, exclusive, resets, with_den, chunk=2)
+    monkeypatch.setattr(torch, "empty", poisoned)
+    want = scan_reference(*args, kv0, z0, reverse, exclusive, resets, with_den)
+    for name, a, w in zip(("num", "den", "kv", "z"), got, want):
+        if w is None:
+            assert a is None
+            continue
+        assert not torch.isnan(a).any(), f"{name} has unwritten elements"
+        err = _rel(a, w)
+        print(f"{name} {dtype}: relative error {err:.2e}")
+        assert err < TOL[dtype]
+
+
+@pytest.mark.parametrize("reverse,exclusive,resets,with_den,init", VARIANTS)
+def test_backward_matches_reference(reverse, exclusive, resets, with_den, init):
+    args = [x.requires_grad_() for x in _inputs()]
+    b, h, t, s, dk = args[0].shape
+    dv = args[2].shape[-1]
+    kv0 = torch.randn(b, h, dv, dk, requires_grad=True) if init else None
+    z0 = torch.rand(b, h, dk, requires_grad=True) if init and with_den else None
+    resets = None if resets is None else torch.tensor(resets)
+    upstream = [torch.randn(b, h, t, s, dv), torch.randn(b, h, t, s), torch.randn(b, h, dv, dk), torch.randn(b, h, dk)]
+
+    def loss(outputs):
+        return sum((o * u).sum() for o, u in zip(outputs, upstream) if o is not None)
+
+    inputs = args + [x for x in (kv0, z0) if x is not None]
+    with force_triton():
+        got = torch.autograd.grad(loss(scan(*args, kv0, z0, reverse, exclusive, resets, with_den, chunk=2)), inputs, allow_unused=True)
+    want = torch.autograd.grad(loss(scan_reference(*args, kv0, z0, reverse, exclusive, resets, with_den)), inputs, allow_unused=True)
+    names = ["q", "k", "v", "q_rot", "k_rot", "beta", "gamma", "initial_kv", "initial_z"]
+    for name, a, w in zip(names, got, want):
+        assert (a is None) == (w is None), name
+        if w is not None:
+            err = _rel(a, w)
+            print(f"d{name}: relative error {err:.2e}")
+            assert err < 1e-4, name
+
+
+def test_model_gdn_modes_run_on_the_kernels():
+    from model.gdn import chunk_bounds, frame_gdn
+
+    q, k, v, qr, kr, beta, gamma = _inputs(t=7, s=9, dk=12, dv=12)
+    for mode, chunks in (("bidirectional", None), ("chunk_causal", chunk_bounds(7, 4, 3)), ("causal", None)):
+        want, ws = frame_gdn(q, k, v, qr, kr, beta, gamma, mode=mode, chunks=chunks)
+        with force_triton():
+            got, gs = frame_gdn(q, k, v, qr, kr, beta, gamma, mode=mode, chunks=chunks)
+        assert _rel(got, want) < 1e-4 and _rel(gs.kv, ws.kv) < 1e-4, mode
+
+
+def test_cpu_tensors_use_the_reference_unless_forced(monkeypatch):
+    import kernels.frame_gdn.fused_recurrent as triton_scan
+
+    calls = []
+    monkeypatch.setattr(triton_scan.FrameGDNScan, "apply", lambda *a: calls.append(1) or (_ for _ in ()).throw(RuntimeError("triton")))
+    args = _inputs(t=2, s=3, dk=4, dv=4)
+    scan(*args)
+    assert not calls
+    with force_triton(), pytest.raises(RuntimeError, match="triton"):
+        scan(*args)
+
+
+def test_bad_inputs_are_named():
+    q, k, v, qr, kr, beta, gamma = _inputs(t=2, s=3, dk=4, dv=4)
+    with pytest.raises(ValueError, match=r"beta must be \[B, H, T, S\]"):
+        scan(q, k, v, qr, kr, beta[..., :2], gamma)
+    with pytest.raises(ValueError, match=r"v must be \[B, H, T, S, V\]"):
+        scan(q, k, v[:, :1], qr, kr, beta, gamma)
+    with pytest.raises(ValueError, match=r"initial_kv must be \[B, H, V, K\]"):
+        scan(q, k, v, qr, kr, beta, gamma, initial_kv=torch.zeros(1, 2, 3, 3))
+    with pytest.raises(TypeError, match="q must be float32, float16 or bfloat16"):
+        scan(q.double(), k.double(), v.double(), qr.double(), kr.double(), beta, gamma)
+    with pytest.raises(ValueError, match="chunk must be >= 1"):
+        scan(q, k, v, qr, kr, beta, gamma, chunk=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_cuda_kernels_forward_and_backward(dtype):
+    args = [x.requires_grad_() for x in _inputs(b=2, h=3, t=9, s=100, dk=112, dv=112, dtype=dtype, device="cuda")]
+    out = scan(*args)
+    want = scan_reference(*[a.float() for a in args])
+    assert _rel(out[0], want[0]) < TOL[dtype] and _rel(out[1], want[1]) < TOL[dtype]
+    grads = torch.autograd.grad(out[0].sum() + out[1].sum(), args)
+    ref_grads = torch.autograd.grad(want[0].sum() + want[1].sum(), args)
+    for a, w in zip(grads, ref_grads):
+        assert _rel(a, w) < TOL[dtype] * 2
