@@ -16,8 +16,8 @@ Modes:
 * bidirectional: plus an exclusive reverse scan (frames > t); numerators and denominators add.
 * chunk_causal: the reverse scan only inside each chunk of frames.
 
-Each scan goes through ``kernels.frame_gdn.scan``: the Triton kernels on CUDA, the PyTorch reference
-on the CPU. States are fp32. Layout: (B, H, T, S, D) for q, k, v; (B, H, T, S) for beta; (B, H, T)
+The scans run through ``kernels.frame_gdn``: the Triton kernels on CUDA, the PyTorch reference on the
+CPU. States are fp32. Layout: (B, H, T, S, D) for q, k, v; (B, H, T, S) for beta; (B, H, T)
 for gamma.
 """
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kernels.frame_gdn import scan
+from kernels.frame_gdn import bidirectional_scan, scan
 
 Tensor = torch.Tensor
 
@@ -84,16 +84,14 @@ def frame_gdn(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if mode == "chunk_causal" and not chunks:
         raise ValueError("chunk_causal mode needs chunks=[(start, end), ...]")
-    t = q.shape[2]
     init_kv, init_z = (None, None) if state is None else (state.kv, state.z)
-    num, den, kv, z = scan(q, k, v, q_rot, k_rot, beta, gamma, init_kv, init_z, with_denominator=with_denominator)
-    if mode != "causal":  # exclusive reverse scan, over everything or restarting at each chunk's end
-        resets = torch.zeros(t, dtype=torch.bool)
-        for _, end in chunks if mode == "chunk_causal" else [(0, t)]:
+    if mode == "causal":
+        num, den, kv, z = scan(q, k, v, q_rot, k_rot, beta, gamma, init_kv, init_z, with_denominator=with_denominator)
+        return (num if den is None else num / (den[..., None] + eps)), GDNState(kv, z)
+    resets = None  # the reverse scan restarts at the end of every chunk but the last
+    if mode == "chunk_causal" and len(chunks) > 1:
+        resets = torch.zeros(q.shape[2], dtype=torch.bool)
+        for _, end in chunks[:-1]:
             resets[end - 1] = True
-        num_r, den_r, _, _ = scan(q, k, v, q_rot, k_rot, beta, gamma, reverse=True, exclusive=True, resets=resets,
-                                  with_denominator=with_denominator)
-        num = num + num_r
-        den = None if den is None else den + den_r
-    out = num if den is None else num / (den[..., None] + eps)
+    out, kv, z = bidirectional_scan(q, k, v, q_rot, k_rot, beta, gamma, init_kv, init_z, resets, with_denominator, eps)
     return out, GDNState(kv, z)

@@ -1,6 +1,8 @@
 """Frame-wise gated delta rule (the recurrence of SANA-WM's GDN blocks): one dispatch point.
 
-``scan`` runs the Triton kernels on CUDA tensors and the PyTorch reference elsewhere;
+``scan`` (one scan) and ``bidirectional_scan`` (a forward scan from a carried state plus an exclusive
+reverse scan, normalised: the bidirectional and chunk-causal modes and the streaming step) run the
+Triton kernels on CUDA tensors and the PyTorch reference elsewhere;
 ``force_triton()`` (or ``SANAWM_FORCE_TRITON=1``) sends CPU tensors to the kernels too, which with
 ``TRITON_INTERPRET=1`` runs the real kernel code on the CPU (how the tests check it).
 """
@@ -78,6 +80,46 @@ def scan(
     c = lambda x: x.contiguous()  # noqa: E731
     return FrameGDNScan.apply(c(q), c(k), c(v), c(q_rot), c(k_rot), c(beta), c(gamma), initial_kv, initial_z,
                               reverse, exclusive, resets, with_denominator, chunk, None)
+
+
+def bidirectional_scan(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    q_rot: Tensor,
+    k_rot: Tensor,
+    beta: Tensor,
+    gamma: Tensor,
+    initial_kv: Tensor | None = None,
+    initial_z: Tensor | None = None,
+    resets: Tensor | None = None,
+    with_denominator: bool = True,
+    eps: float = 1e-15,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """out = (num_fwd + num_rev) / (den_fwd + den_rev + eps) (numerators only without denominator):
+    an inclusive forward scan from the carried state and an exclusive reverse scan that restarts
+    at ``resets``. Returns out [B, H, T, S, V] fp32 and the forward scan's final state.
+
+    Without gradients and with one reverse segment (``resets`` None: the bidirectional model, or
+    one streamed chunk) the Triton path is a single fused launch.
+    """
+    _check(q, k, v, q_rot, k_rot, beta, gamma, initial_kv, initial_z, resets, 1)
+    tensors = (q, k, v, q_rot, k_rot, beta, gamma, initial_kv, initial_z)
+    needs_grad = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in tensors)
+    if (q.is_cuda or _FORCE["triton"]) and resets is None and not needs_grad:
+        from .fused_recurrent import stream_chunk_triton
+
+        b, h, _, _, dk = q.shape
+        kv = torch.zeros(b, h, v.shape[-1], dk, device=q.device) if initial_kv is None else initial_kv
+        z = torch.zeros(b, h, dk, device=q.device) if initial_z is None and with_denominator else initial_z
+        c = lambda x: x.contiguous()  # noqa: E731
+        return stream_chunk_triton(c(q), c(k), c(v), c(q_rot), c(k_rot), c(beta), c(gamma), kv, z, with_denominator, eps)
+    num, den, kv, z = scan(q, k, v, q_rot, k_rot, beta, gamma, initial_kv, initial_z, with_denominator=with_denominator)
+    num_r, den_r, _, _ = scan(q, k, v, q_rot, k_rot, beta, gamma, reverse=True, exclusive=True, resets=resets,
+                              with_denominator=with_denominator)
+    if not with_denominator:
+        return num + num_r, kv, z
+    return (num + num_r) / (den + den_r + eps)[..., None], kv, z
 
 
 def _check(q, k, v, q_rot, k_rot, beta, gamma, initial_kv, initial_z, resets, chunk) -> None:

@@ -250,6 +250,69 @@ def _bwd_kernel(p_q, p_k, p_v, p_qr, p_kr, p_beta, p_gamma, p_resets, p_ckpt_kv,
             tl.store(p_dz0 + i_bh * K + o_k, b_dz, mask=m_k)
 
 
+@triton.jit
+def _stream_kernel(p_q, p_k, p_v, p_qr, p_kr, p_beta, p_gamma, p_kv0, p_z0, p_out, p_kv_out, p_z_out, p_den_scr,
+                   T, S, K, V, eps,
+                   BS: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, WITH_DEN: tl.constexpr, PREC: tl.constexpr):
+    """One streamed chunk in one launch: the forward scan from the carried state (which it
+    updates), the exclusive reverse scan inside the chunk, and the normalised sum of both."""
+    i_v, i_bh = tl.program_id(0), tl.program_id(1)
+    o_k = tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_k, m_v = o_k < K, o_v < V
+    m_kv = m_v[:, None] & m_k[None, :]
+    b_kv = tl.load(p_kv0 + i_bh * V * K + o_v[:, None] * K + o_k[None, :], mask=m_kv, other=0.0)
+    b_z = tl.zeros([BK], dtype=tl.float32)
+    if WITH_DEN:
+        b_z = tl.load(p_z0 + i_bh * K + o_k, mask=m_k, other=0.0)
+    scr = (i_v * tl.num_programs(1) + i_bh) * T * S  # this program's copy of the forward denominators
+    for t in range(T):
+        g = tl.load(p_gamma + i_bh * T + t).to(tl.float32)
+        tok = (i_bh * T + t) * S
+        b_kv, b_z = _write_frame(p_k, p_kr, p_v, p_beta, b_kv, b_z, g, tok, S, K, V, o_k, o_v, m_k, m_v, BS, BV, BK, WITH_DEN, PREC)
+        _read_frame(p_qr, p_q, p_out, p_den_scr + scr - tok + t * S, b_kv, b_z, tok, S, K, V, o_k, o_v, m_k, m_v, BS, WITH_DEN, True, PREC)
+    tl.store(p_kv_out + i_bh * V * K + o_v[:, None] * K + o_k[None, :], b_kv, mask=m_kv)
+    if WITH_DEN:
+        if i_v == 0:
+            tl.store(p_z_out + i_bh * K + o_k, b_z, mask=m_k)
+    b_kv = tl.zeros([BV, BK], dtype=tl.float32)
+    b_z = tl.zeros([BK], dtype=tl.float32)
+    for tt in range(T):
+        t = T - 1 - tt
+        g = tl.load(p_gamma + i_bh * T + t).to(tl.float32)
+        tok = (i_bh * T + t) * S
+        for s0 in range(0, S, BS):
+            o_s = s0 + tl.arange(0, BS)
+            m_s = o_s < S
+            m_sv = m_s[:, None] & m_v[None, :]
+            b_qr = tl.load(p_qr + (tok + o_s)[:, None] * K + o_k[None, :], mask=m_s[:, None] & m_k[None, :], other=0.0).to(tl.float32)
+            b_o = tl.load(p_out + (tok + o_s)[:, None] * V + o_v[None, :], mask=m_sv, other=0.0)
+            b_o += tl.dot(b_qr, tl.trans(b_kv), input_precision=PREC)
+            if WITH_DEN:
+                b_q = tl.load(p_q + (tok + o_s)[:, None] * K + o_k[None, :], mask=m_s[:, None] & m_k[None, :], other=0.0).to(tl.float32)
+                b_den = tl.load(p_den_scr + scr + t * S + o_s, mask=m_s, other=0.0) + tl.sum(b_q * b_z[None, :], axis=1)
+                b_o = b_o / (b_den[:, None] + eps)
+            tl.store(p_out + (tok + o_s)[:, None] * V + o_v[None, :], b_o, mask=m_sv)
+        b_kv, b_z = _write_frame(p_k, p_kr, p_v, p_beta, b_kv, b_z, g, tok, S, K, V, o_k, o_v, m_k, m_v, BS, BV, BK, WITH_DEN, PREC)
+
+
+def stream_chunk_triton(q, k, v, q_rot, k_rot, beta, gamma, kv, z, with_den: bool, eps: float):
+    """Launch ``_stream_kernel``; returns (out fp32, new kv, new z)."""
+    b, h, t, s, dk = q.shape
+    dv = v.shape[-1]
+    bs, bk, bv = _blocks(s, dk, dv, None)
+    nv = triton.cdiv(dv, bv)
+    dev = q.device
+    out = torch.empty(b, h, t, s, dv, device=dev, dtype=torch.float32)
+    kv_out = torch.empty(b, h, dv, dk, device=dev, dtype=torch.float32)
+    z_out = torch.empty(b, h, dk, device=dev, dtype=torch.float32) if with_den else kv_out
+    z_in = z.float().contiguous() if with_den else kv_out
+    den_scr = torch.empty(nv * b * h * t * s, device=dev, dtype=torch.float32)
+    _stream_kernel[(nv, b * h)](q, k, v, q_rot, k_rot, beta, gamma, kv.float().contiguous(), z_in, out, kv_out, z_out, den_scr,
+                                t, s, dk, dv, eps, BS=bs, BK=bk, BV=bv, WITH_DEN=with_den, PREC=_precision(q.dtype))
+    return out, kv_out, (z_out if with_den else None)
+
+
 def _blocks(s: int, dk: int, dv: int, bv: int | None) -> tuple[int, int, int]:
     bk = _pow2(dk)
     bv = bv or min(_pow2(dv), 32)
