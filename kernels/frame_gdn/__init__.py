@@ -3,7 +3,8 @@
 ``scan`` (one scan) and ``bidirectional_scan`` (a forward scan from a carried state plus an exclusive
 reverse scan, normalised: the bidirectional and chunk-causal modes and the streaming step) run the
 Triton kernels on CUDA tensors and the PyTorch reference elsewhere;
-``force_triton()`` (or ``SANAWM_FORCE_TRITON=1``) sends CPU tensors to the kernels too, which with
+``force_triton()`` (or ``SANAWM_FORCE_TRITON=1``) sends CPU tensors to the kernels too (and
+``force_triton(False)`` CUDA tensors to the reference), which with
 ``TRITON_INTERPRET=1`` runs the real kernel code on the CPU (how the tests check it).
 """
 
@@ -18,12 +19,18 @@ import torch
 from .reference import scan_reference
 
 Tensor = torch.Tensor
-_FORCE = {"triton": os.environ.get("SANAWM_FORCE_TRITON", "") == "1"}
+# None: by device; True: the Triton kernels everywhere; False: the PyTorch reference everywhere.
+_FORCE: dict[str, bool | None] = {"triton": True if os.environ.get("SANAWM_FORCE_TRITON", "") == "1" else None}
+
+
+def _use_triton(x: Tensor) -> bool:
+    return x.is_cuda if _FORCE["triton"] is None else bool(_FORCE["triton"])
 
 
 @contextlib.contextmanager
 def force_triton(enabled: bool = True) -> Iterator[None]:
-    """Within the block, ``scan`` uses the Triton kernels whatever the device."""
+    """Within the block, the scans use the Triton kernels (``True``) or the PyTorch reference
+    (``False``) whatever the device."""
     before = _FORCE["triton"]
     _FORCE["triton"] = enabled
     try:
@@ -71,7 +78,7 @@ def scan(
         torch.Size([1, 2, 5, 16, 32])
     """
     _check(q, k, v, q_rot, k_rot, beta, gamma, initial_kv, initial_z, resets, chunk)
-    if not (q.is_cuda or _FORCE["triton"]):
+    if not _use_triton(q):
         return scan_reference(q, k, v, q_rot, k_rot, beta, gamma, initial_kv, initial_z, reverse, exclusive, resets, with_denominator)
     from .fused_recurrent import FrameGDNScan
 
@@ -106,7 +113,7 @@ def bidirectional_scan(
     _check(q, k, v, q_rot, k_rot, beta, gamma, initial_kv, initial_z, resets, 1)
     tensors = (q, k, v, q_rot, k_rot, beta, gamma, initial_kv, initial_z)
     needs_grad = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in tensors)
-    if (q.is_cuda or _FORCE["triton"]) and resets is None and not needs_grad:
+    if _use_triton(q) and resets is None and not needs_grad:
         from .fused_recurrent import stream_chunk_triton
 
         b, h, _, _, dk = q.shape
