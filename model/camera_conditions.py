@@ -14,7 +14,7 @@ import math
 import numpy as np
 import torch
 
-from .camera import plucker_rays, relative_to_first, rescale_intrinsics, so3_exp
+from .camera import plucker_rays, relative_to_first, rescale_intrinsics, se3_inverse, so3_exp
 
 Tensor = torch.Tensor
 
@@ -26,17 +26,22 @@ def camera_conditions(
     intrinsics: Tensor | np.ndarray,
     image_size: tuple[int, int],
     vae_stride: tuple[int, int, int],
+    first_c2w: Tensor | np.ndarray | None = None,
+    start_frame: int = 0,
 ) -> tuple[Tensor, Tensor]:
-    """Camera inputs of the DiT for one video.
+    """Camera inputs of the DiT for a video, or for the raw frames of one streamed chunk.
 
     Args:
-        c2w: (F, 4, 4) camera-to-world poses of the raw frames (metres).
+        c2w: (F, 4, 4) camera-to-world poses of consecutive raw frames (metres).
         intrinsics: (F, 4) (fx, fy, cx, cy) in pixels of ``image_size``.
         image_size: (H, W) of the raw frames.
         vae_stride: (temporal, spatial, spatial) compression of the VAE.
+        first_c2w: the pose of the video's raw frame 0, when ``c2w`` starts later (streaming).
+        start_frame: raw index of ``c2w[0]`` in the video.
 
     Returns:
-        camera (T, 20) and plucker (6 * temporal, T, h, w), float32, T = (F - 1) // temporal + 1.
+        camera (T, 20) and plucker (6 * temporal, T, h, w), float32, for the latent frames i whose raw
+        frame i * temporal lies in the given frames (all of them for a whole video: T = (F - 1) // s + 1).
     """
     c2w = torch.as_tensor(c2w, dtype=torch.float32)
     intrinsics = torch.as_tensor(intrinsics, dtype=torch.float32)
@@ -49,17 +54,24 @@ def camera_conditions(
     height, width = image_size
     if min(ts, sh, sw) <= 0 or height % sh or width % sw:
         raise ValueError(f"image_size {image_size} must be divisible by the spatial strides of vae_stride={vae_stride}")
+    if (first_c2w is None) != (start_frame == 0):
+        raise ValueError("first_c2w is needed exactly when start_frame > 0")
     h, w = height // sh, width // sw
-    poses = relative_to_first(c2w)
-    poses[0] = torch.eye(4)
+    if first_c2w is None:
+        poses = relative_to_first(c2w)
+        poses[0] = torch.eye(4)
+    else:
+        poses = se3_inverse(torch.as_tensor(first_c2w, dtype=torch.float32)) @ c2w
     k = rescale_intrinsics(intrinsics, (height, width), (h, w))
-    latent_frames = (frames - 1) // ts + 1
-    index = torch.arange(latent_frames) * ts
-    camera = torch.cat([poses[index].reshape(latent_frames, 16), k[index]], dim=-1)
-    windows = (index - (ts - 1)).clamp_min(0)[:, None] + torch.arange(ts)  # (T, ts) raw frames
-    windows = windows.clamp_max(frames - 1)
+    first_latent = -(-start_frame // ts)  # the first latent frame whose raw frame is in range
+    index = torch.arange(first_latent, (start_frame + frames - 1) // ts + 1) * ts - start_frame  # local raw frames
+    camera = torch.cat([poses[index].reshape(len(index), 16), k[index]], dim=-1)
+    windows = (index + start_frame - (ts - 1)).clamp_min(0) - start_frame
+    windows = (windows[:, None] + torch.arange(ts)).clamp_max(frames - 1)  # (T, ts) local raw frames
+    if (windows < 0).any():
+        raise ValueError(f"the Plucker windows of these latent frames start before start_frame={start_frame}; pass earlier raw frames")
     plucker = plucker_rays(poses[windows], k[windows], h, w, pixel_offset=0.0)  # (T, ts, 6, h, w)
-    return camera, plucker.reshape(latent_frames, 6 * ts, h, w).transpose(0, 1).contiguous()
+    return camera, plucker.reshape(len(index), 6 * ts, h, w).transpose(0, 1).contiguous()
 
 
 def parse_action_string(action: str) -> list[frozenset[str]]:

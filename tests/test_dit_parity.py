@@ -127,3 +127,19 @@ def test_action_strings_match_the_release():
     for bad, match in [("", "empty"), ("w30", "'<keys>-<frames>'"), ("w-0", "positive integer"), ("wx-3", r"unknown keys \['x'\]")]:
         with pytest.raises(ValueError, match=match):
             action_string_to_c2w(bad)
+
+
+def test_streamed_camera_conditions_equal_the_whole_video():
+    poses = cam_utils.action_string_to_c2w("w-20,jl-10,ik-9")[:37]
+    k = np.tile(np.array([[40.0, 42.0, 31.5, 23.5]], np.float32), (37, 1))
+    full_cam, full_pl = camera_conditions(poses, k, (48, 64), (4, 16, 16))
+    cams, pls = [], []
+    for start, end in [(0, 13), (13, 25), (25, 37)]:  # chunk 0: raw 0..12 (latents 0..3); then 12 raw frames
+        cam, pl = camera_conditions(poses[start:end], k[start:end], (48, 64), (4, 16, 16),
+                                    first_c2w=None if start == 0 else poses[0], start_frame=start)
+        cams.append(cam)
+        pls.append(pl)
+    torch.testing.assert_close(torch.cat(cams), full_cam, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.cat(pls, dim=1), full_pl, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="first_c2w is needed"):
+        camera_conditions(poses[4:8], k[4:8], (48, 64), (4, 16, 16), start_frame=4)
