@@ -214,6 +214,24 @@ class StreamState:
     def to(self, device: torch.device | str) -> StreamState:
         return StreamState(self.frames, _map_tensors(self.blocks, lambda t: t.to(device)))
 
+    def select(self, index: Tensor | list[int]) -> StreamState:
+        """The state of some of the batch's worlds (every tensor's leading dim is per world)."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        return StreamState(self.frames, _map_tensors(self.blocks, lambda t: _split_batch(t, self.batch)[index].flatten(0, 1)))
+
+    @property
+    def batch(self) -> int:
+        """Worlds in the state (1 before the first chunk, where there is nothing to hold)."""
+        first = next((b for b in self.blocks if b is not None), None)
+        return 1 if first is None else first.t_conv.shape[0]
+
+    @staticmethod
+    def cat(states: list[StreamState]) -> StreamState:
+        """One state for the worlds of several states that are at the same frame."""
+        if len({s.frames for s in states}) != 1:
+            raise ValueError(f"states must be at the same frame to batch them, got {[s.frames for s in states]}")
+        return StreamState(states[0].frames, _zip_tensors([s.blocks for s in states], lambda ts: torch.cat(ts)))
+
     def nbytes(self) -> int:
         """Bytes held by the state's tensors."""
         sizes: list[int] = []
@@ -230,6 +248,24 @@ def _map_tensors(obj, fn):
     if obj is None or not hasattr(obj, "__dataclass_fields__"):
         return obj
     return type(obj)(**{name: _map_tensors(getattr(obj, name), fn) for name in obj.__dataclass_fields__})
+
+
+def _split_batch(t: Tensor, batch: int) -> Tensor:
+    """(B * n, ...) -> (B, n, ...): tensors whose leading dim folds the batch with something else
+    (the key conv tails fold tokens in) split evenly per world."""
+    return t.reshape(batch, t.shape[0] // batch, *t.shape[1:])
+
+
+def _zip_tensors(objs: list, fn):
+    """Combine parallel structures of tensors (as ``_map_tensors``) with ``fn(list of tensors)``."""
+    first = objs[0]
+    if isinstance(first, Tensor):
+        return fn(objs)
+    if isinstance(first, list):
+        return [_zip_tensors(list(parts), fn) for parts in zip(*objs)]
+    if first is None or not hasattr(first, "__dataclass_fields__"):
+        return first
+    return type(first)(**{name: _zip_tensors([getattr(o, name) for o in objs], fn) for name in first.__dataclass_fields__})
 
 
 class SanaWMDiT(nn.Module):

@@ -328,12 +328,26 @@ class SanaWMRefiner(nn.Module):
         return RefinerCache(layers=layers, sink_frames=cache.sink_frames, history_frames=history)
 
     @torch.no_grad()
+    def refine_block(self, clean: Tensor, frames: Tensor, cache: RefinerCache, fps: float = 16.0,
+                     sigmas: tuple[float, ...] = STAGE2_SIGMAS, generator: torch.Generator | None = None,
+                     prompt_embeds: Tensor | None = None, prompt_mask: Tensor | None = None) -> Tensor:
+        """Re-noise one block of stage-1 latents (B, C, T, H, W) at ``frames`` to sigmas[0] and take
+        it back to 0 with Euler steps, attending to ``cache``."""
+        b, _, t = clean.shape[:3]
+        noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype).to(clean.device)  # CPU generator
+        x = (1 - sigmas[0]) * clean + sigmas[0] * noise
+        for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+            v = self(x, torch.full((b, t), s, device=clean.device), frames, fps, prompt_embeds, prompt_mask, cache)
+            x = x + (s_next - s) * v
+        return x
+
+    @torch.no_grad()
     def refine(self, latents: Tensor, fps: float = 16.0, sigmas: tuple[float, ...] = STAGE2_SIGMAS, block_size: int = 3,
                sink_frames: int = 1, max_frames: int = 11, generator: torch.Generator | None = None,
                prompt_embeds: Tensor | None = None, prompt_mask: Tensor | None = None) -> Tensor:
         """Refine stage-1 ``latents`` (B, C, T, H, W): the first ``sink_frames`` stay as they are,
         later blocks of ``block_size`` frames are re-noised to sigmas[0] and integrated to 0."""
-        b, _, t, _, _ = latents.shape
+        t = latents.shape[2]
         if t <= sink_frames:
             raise ValueError(f"latents have {t} frames, need more than sink_frames={sink_frames}")
         out = latents.clone()
@@ -341,12 +355,7 @@ class SanaWMRefiner(nn.Module):
         for start in range(sink_frames, t, block_size):
             end = min(start + block_size, t)
             frames = torch.arange(start, end)
-            clean = latents[:, :, start:end]
-            noise = torch.randn(clean.shape, generator=generator, device=clean.device, dtype=clean.dtype)
-            x = (1 - sigmas[0]) * clean + sigmas[0] * noise
-            for s, s_next in zip(sigmas[:-1], sigmas[1:]):
-                v = self(x, torch.full((b, end - start), s), frames, fps, prompt_embeds, prompt_mask, cache)
-                x = x + (s_next - s) * v
+            x = self.refine_block(latents[:, :, start:end], frames, cache, fps, sigmas, generator, prompt_embeds, prompt_mask)
             cache = self.commit(x, frames, cache, max_frames, fps, prompt_embeds, prompt_mask)
             out[:, :, start:end] = x
         return out

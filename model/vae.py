@@ -64,7 +64,7 @@ class VAEConfig:
 
 
 VAE_SIZES: dict[str, VAEConfig] = {
-    "tiny": VAEConfig(latent_channels=4, temporal_stride=4, spatial_stride=8, base_channels=8, max_channels=16),
+    "tiny": VAEConfig(latent_channels=8, temporal_stride=4, spatial_stride=8, base_channels=8, max_channels=16),
     "small": VAEConfig(latent_channels=16, temporal_stride=4, spatial_stride=8, base_channels=32, max_channels=128),
 }
 

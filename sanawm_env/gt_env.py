@@ -8,16 +8,16 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
 from model.camera import delta_steps, intrinsics_from_fov
 
+from .common import (RENDER_FPS, action_space, check_action, check_options, check_pose, check_positive_float,
+                     check_positive_int, check_scene_seed, observation_space)
 from .render import render
 from .scene import Scene, SceneConfig, generate_scene
 from .tasks import make_task
 
-RENDER_FPS = 16
 RESET_OPTIONS = ("scene_seed", "pose")
 
 
@@ -107,11 +107,9 @@ class SanaWMGTEnv(gym.Env[np.ndarray, np.ndarray]):
         return_depth: bool = False,
     ) -> None:
         for name, value in (("height", height), ("width", width), ("frames_per_step", frames_per_step)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_positive_int(name, value)
         for name, value in (("max_translation", max_translation), ("max_rotation", max_rotation), ("camera_radius", camera_radius)):
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+            check_positive_float(name, value)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.scene_config = SceneConfig(**scene) if isinstance(scene, dict) else (scene or SceneConfig())
@@ -127,8 +125,8 @@ class SanaWMGTEnv(gym.Env[np.ndarray, np.ndarray]):
         self.intrinsics = intrinsics_from_fov(fov_deg, self.height, self.width)
         self.task = make_task(task, **(task_kwargs or {}))
 
-        self.action_space = spaces.Box(-1.0, 1.0, shape=(6,), dtype=np.float32)
-        self.observation_space = spaces.Box(0, 255, shape=(self.height, self.width, 3), dtype=np.uint8)
+        self.action_space = action_space()
+        self.observation_space = observation_space(self.height, self.width)
 
         self.scene: Scene | None = None
         self._pose: np.ndarray | None = None  # (4, 4) float64 camera-to-world
@@ -139,15 +137,9 @@ class SanaWMGTEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        options = dict(options or {})
-        unknown = sorted(set(options) - set(RESET_OPTIONS))
-        if unknown:
-            raise ValueError(f"unknown reset option(s) {unknown}; accepted: {list(RESET_OPTIONS)}")
+        options = check_options(options, RESET_OPTIONS)
         scene_seed = options.get("scene_seed")
-        if scene_seed is None:
-            scene_seed = int(self.np_random.integers(2**31))
-        elif not isinstance(scene_seed, (int, np.integer)) or isinstance(scene_seed, bool) or scene_seed < 0:
-            raise ValueError(f"options['scene_seed'] must be a non-negative int, got {scene_seed!r}")
+        scene_seed = int(self.np_random.integers(2**31)) if scene_seed is None else check_scene_seed(scene_seed)
         if self.scene is None or self.scene.seed != scene_seed:
             self.scene = generate_scene(int(scene_seed), self.scene_config)
         if options.get("pose") is not None:
@@ -165,7 +157,7 @@ class SanaWMGTEnv(gym.Env[np.ndarray, np.ndarray]):
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self._pose is None:
             raise ResetNeeded("call reset() before step()")
-        delta = self._check_action(action) * self.step_scale
+        delta = check_action(action) * self.step_scale
         poses, collision = self._move(self._pose, delta)
         self._pose = poses[-1]
         self._steps += 1
@@ -186,25 +178,8 @@ class SanaWMGTEnv(gym.Env[np.ndarray, np.ndarray]):
 
     # ---- helpers -------------------------------------------------------------------------------
 
-    @staticmethod
-    def _check_action(action: Any) -> np.ndarray:
-        try:
-            a = np.asarray(action, dtype=np.float64)
-        except (TypeError, ValueError) as e:
-            raise TypeError(f"action must be a float array of shape (6,), got {type(action).__name__}") from e
-        if a.shape != (6,):
-            raise ValueError(f"action must have shape (6,) = (dx, dy, dz, droll, dpitch, dyaw), got shape {a.shape}")
-        if not np.isfinite(a).all():
-            raise ValueError(f"action must be finite (no NaN or inf), got {a.tolist()}")
-        return np.clip(a, -1.0, 1.0)
-
     def _check_pose(self, pose: Any) -> np.ndarray:
-        p = np.asarray(pose, dtype=np.float64)
-        if p.shape != (4, 4) or not np.isfinite(p).all():
-            raise ValueError(f"options['pose'] must be a finite 4x4 camera-to-world matrix, got shape {p.shape}")
-        rot = p[:3, :3]
-        if not (np.allclose(rot @ rot.T, np.eye(3), atol=1e-4) and np.linalg.det(rot) > 0 and np.allclose(p[3], [0, 0, 0, 1])):
-            raise ValueError("options['pose'] must be a rigid transform: orthonormal rotation with det +1 and last row (0, 0, 0, 1)")
+        p = check_pose(pose)
         if not self.scene.is_free(p[:3, 3], self.camera_radius):
             raise ValueError(f"options['pose'] puts the camera inside geometry of scene {self.scene.seed} at {p[:3, 3].tolist()}")
         return p

@@ -21,12 +21,12 @@ def test_shapes_follow_the_time_layout(vae):
     with torch.no_grad():
         z = vae.encode(video)
         out, _ = vae.decode(z)
-    assert z.shape == (2, 4, 4, 4, 6)  # (13 - 1) / 4 + 1 latent frames, 8x smaller
+    assert z.shape == (2, 8, 4, 4, 6)  # (13 - 1) / 4 + 1 latent frames, 8x smaller
     assert out.shape == video.shape
 
 
 def test_streaming_decode_equals_full_decode(vae):
-    z = torch.randn(1, 4, 8, 4, 4)
+    z = torch.randn(1, 8, 8, 4, 4)
     with torch.no_grad():
         full, _ = vae.decode(z)
         parts, cache = [], None
@@ -74,7 +74,7 @@ def test_bad_input_and_configs(vae):
         vae.encode(torch.zeros(1, 3, 5, 12, 16))
     with pytest.raises(ValueError, match=r"video must have shape \(B, 3, F, H, W\)"):
         vae.encode(torch.zeros(1, 4, 5, 16, 16))
-    with pytest.raises(ValueError, match=r"latents must have shape \(B, 4, T, h, w\)"):
+    with pytest.raises(ValueError, match=r"latents must have shape \(B, 8, T, h, w\)"):
         vae.decode(torch.zeros(1, 3, 2, 2, 2))
     with pytest.raises(ValueError, match="spatial_stride must be a power of two"):
         VAEConfig(spatial_stride=12)

@@ -1,0 +1,119 @@
+"""Streaming generation with the DiT: a world advances one latent chunk at a time against a
+fixed-size state (``dit.stream``), the way SANA-WM's autoregressive student runs.
+
+    state = gen.prefill(first_latent)                  # frame 0, the clean image condition
+    clean = gen.denoise_chunk(state, cam, pl, noise)   # few Euler steps, state read-only
+    state = gen.commit(state, clean, cam, pl)          # one t = 0 pass writes the chunk
+
+The first chunk is frame 0 plus the first generated frames (4 latent frames in all), later chunks are
+the generated frames alone (3), as the chunk-causal model was trained. Everything is batched over
+worlds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .dit import SanaWMDiT, StreamState
+from .flow import FlowMatching
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class WorldState:
+    """What a batch of worlds remembers: the DiT's streaming state and, until the first chunk is
+    written, the clean first latent frame (B, C, 1, h, w)."""
+
+    dit: StreamState
+    pending: Tensor | None
+
+    @property
+    def frames(self) -> int:
+        """Latent frames so far, frame 0 included."""
+        return self.dit.frames + (0 if self.pending is None else self.pending.shape[2])
+
+    def clone(self) -> WorldState:
+        return WorldState(self.dit.clone(), None if self.pending is None else self.pending.clone())
+
+    def to(self, device: torch.device | str) -> WorldState:
+        return WorldState(self.dit.to(device), None if self.pending is None else self.pending.to(device))
+
+    def select(self, index: list[int]) -> WorldState:
+        pending = None if self.pending is None else self.pending[torch.as_tensor(index, dtype=torch.long)]
+        return WorldState(self.dit.select(index) if self.dit.frames else self.dit, pending)
+
+    @staticmethod
+    def cat(states: list[WorldState]) -> WorldState:
+        if len({(s.frames, s.pending is None) for s in states}) != 1:
+            raise ValueError("worlds must be at the same frame to batch them")
+        pending = None if states[0].pending is None else torch.cat([s.pending for s in states])
+        dit = StreamState.cat([s.dit for s in states]) if states[0].dit.frames else states[0].dit
+        return WorldState(dit, pending)
+
+
+class StreamingGenerator:
+    """Few-step flow-matching sampling of latent chunks with a carried state.
+
+    Args:
+        dit: the (chunk-causal / distilled) DiT.
+        steps: Euler steps per chunk.
+        flow: the noise schedule (its shift) when ``sigmas`` is not given.
+        sigmas: explicit decreasing noise levels ending at 0 (e.g. a distilled student's list).
+        window: recent chunks of softmax K/V kept besides the sink (None: all; the state then grows).
+        guidance: classifier-free guidance against the null prompt (1: off, as for a distilled student).
+    """
+
+    def __init__(self, dit: SanaWMDiT, steps: int = 4, flow: FlowMatching | None = None, sigmas: tuple[float, ...] | None = None,
+                 window: int | None = 1, guidance: float = 1.0) -> None:
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        self.dit = dit
+        self.sigmas = torch.tensor(sigmas, dtype=torch.float32) if sigmas is not None else (flow or FlowMatching()).schedule(steps)
+        if self.sigmas[-1] != 0 or (self.sigmas[1:] > self.sigmas[:-1]).any():
+            raise ValueError(f"sigmas must decrease to 0, got {self.sigmas.tolist()}")
+        self.window = window
+        self.guidance = guidance
+
+    def prefill(self, first_latent: Tensor) -> WorldState:
+        """Start worlds from their clean first latent frames (B, C, 1, h, w)."""
+        if first_latent.ndim != 5 or first_latent.shape[2] != 1:
+            raise ValueError(f"first_latent must have shape (B, C, 1, h, w), got {tuple(first_latent.shape)}")
+        return WorldState(self.dit.empty_stream(), first_latent)
+
+    def _chunk(self, state: WorldState, x: Tensor, sigma: float) -> tuple[Tensor, Tensor]:
+        """The chunk as the DiT sees it (the pending first frame in front, at timestep 0)."""
+        b, _, t = x.shape[:3]
+        ts = torch.full((b, t), sigma * 1000.0, device=x.device)
+        if state.pending is None:
+            return x, ts
+        return torch.cat([state.pending.to(x.dtype), x], dim=2), torch.cat([torch.zeros(b, 1, device=x.device), ts], dim=1)
+
+    @torch.no_grad()
+    def denoise_chunk(self, state: WorldState, camera: Tensor, plucker: Tensor, noise: Tensor,
+                      prompt_embeds: Tensor | None = None, prompt_mask: Tensor | None = None) -> Tensor:
+        """Clean latents (B, C, T_new, h, w) of the next chunk from ``noise`` of that shape.
+
+        ``camera`` (B, T, 20) and ``plucker`` cover the whole chunk the DiT sees: with the pending first
+        frame in front before the first chunk is written. ``state`` is only read.
+        """
+        x = noise
+        t_new = noise.shape[2]
+        for s, s_next in zip(self.sigmas[:-1].tolist(), self.sigmas[1:].tolist()):
+            xc, ts = self._chunk(state, x, s)
+            v, _ = self.dit.stream(xc, ts, state.dit, prompt_embeds, prompt_mask, camera, plucker, window=self.window)
+            if self.guidance != 1.0:
+                v_null, _ = self.dit.stream(xc, ts, state.dit, None, None, camera, plucker, window=self.window)
+                v = v_null + self.guidance * (v - v_null)
+            x = x + (s_next - s) * v[:, :, -t_new:]
+        return x
+
+    @torch.no_grad()
+    def commit(self, state: WorldState, clean: Tensor, camera: Tensor, plucker: Tensor,
+               prompt_embeds: Tensor | None = None, prompt_mask: Tensor | None = None) -> WorldState:
+        """The state with the clean chunk written (one pass at timestep 0)."""
+        xc, ts = self._chunk(state, clean, 0.0)
+        _, dit_state = self.dit.stream(xc, ts, state.dit, prompt_embeds, prompt_mask, camera, plucker, window=self.window)
+        return WorldState(dit_state, None)

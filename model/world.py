@@ -1,0 +1,96 @@
+"""A world model bundle: the DiT, the VAE and (optionally) the refiner, saved as one folder.
+
+    world/
+      world.json            image size, fps and field of view the world was trained at
+      dit.safetensors       model files (model.checkpoint)
+      vae.safetensors
+      refiner.safetensors   optional
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from .checkpoint import load_model, save_model
+from .config import dit_config
+from .dit import SanaWMDiT
+from .refiner import REFINER_SIZES, SanaWMRefiner
+from .vae import VAE_SIZES, CausalVideoVAE
+
+# The world the package ships, once trained (see the training scripts); absent until then.
+DEFAULT_WORLD = Path(__file__).resolve().parent.parent / "sanawm_env" / "assets" / "world-small"
+WORLD_SIZES = ("tiny", "small")
+
+
+@dataclass
+class WorldInfo:
+    height: int = 64
+    width: int = 64
+    fps: float = 16.0
+    fov_deg: float = 80.0
+    size: str = "small"
+    trained: bool = False
+
+
+class WorldModel(nn.Module):
+    def __init__(self, dit: SanaWMDiT, vae: CausalVideoVAE, refiner: SanaWMRefiner | None, info: WorldInfo) -> None:
+        super().__init__()
+        if dit.config.in_channels != vae.latent_channels:
+            raise ValueError(f"the DiT takes {dit.config.in_channels} latent channels but the VAE makes {vae.latent_channels}")
+        if dit.config.temporal_stride != vae.temporal_stride:
+            raise ValueError(f"the DiT's Plucker maps cover {dit.config.temporal_stride} raw frames per latent frame, the VAE {vae.temporal_stride}")
+        if info.height % vae.spatial_stride or info.width % vae.spatial_stride:
+            raise ValueError(f"image size {info.height} x {info.width} must be divisible by the VAE's spatial stride {vae.spatial_stride}")
+        self.dit, self.vae, self.refiner, self.info = dit, vae, refiner, info
+
+
+def fresh_world(size: str = "small", height: int = 64, width: int = 64, seed: int = 0, refiner: bool = True) -> WorldModel:
+    """An untrained world of ``size`` (deterministic initialisation from ``seed``)."""
+    if size not in WORLD_SIZES:
+        raise ValueError(f"size must be one of {WORLD_SIZES}, got {size!r}")
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        dit = SanaWMDiT(dit_config(size))
+        vae = CausalVideoVAE(VAE_SIZES[size])
+        ref = SanaWMRefiner(REFINER_SIZES[size]) if refiner else None
+    return WorldModel(dit, vae, ref, WorldInfo(height=height, width=width, size=size)).eval()
+
+
+def save_world(path: str | Path, world: WorldModel) -> Path:
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    save_model(path / "dit.safetensors", world.dit)
+    save_model(path / "vae.safetensors", world.vae)
+    if world.refiner is not None:
+        save_model(path / "refiner.safetensors", world.refiner)
+    tmp = path / "world.json.tmp"
+    tmp.write_text(json.dumps(asdict(world.info), indent=2))
+    os.replace(tmp, path / "world.json")
+    return path
+
+
+def load_world(path: str | Path, map_location: str = "cpu") -> WorldModel:
+    """Load a world folder; a missing or corrupt part fails with its path."""
+    path = Path(path)
+    if not (path / "world.json").exists():
+        raise FileNotFoundError(f"{path}: not a world folder (no world.json)")
+    info = WorldInfo(**json.loads((path / "world.json").read_text()))
+    refiner = load_model(path / "refiner.safetensors", map_location=map_location) if (path / "refiner.safetensors").exists() else None
+    return WorldModel(load_model(path / "dit.safetensors", map_location=map_location),
+                      load_model(path / "vae.safetensors", map_location=map_location), refiner, info).eval()
+
+
+def default_world(size: str = "small", height: int = 64, width: int = 64) -> WorldModel:
+    """The shipped trained world; an untrained one (with a warning) until it exists."""
+    if size == "small" and (DEFAULT_WORLD / "world.json").exists():
+        return load_world(DEFAULT_WORLD)
+    warnings.warn(f"no trained '{size}' world is installed: using a freshly initialised model, whose frames are noise. "
+                  "Pass checkpoint=<world folder> to gym.make for a trained world.", stacklevel=2)
+    return fresh_world(size, height, width)

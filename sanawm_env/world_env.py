@@ -1,0 +1,308 @@
+"""``SanaWM-v0``: the learned world, one environment (``SanaWMEnv``) or many batched (``SanaWMVectorEnv``)."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.error import ResetNeeded
+from gymnasium.vector.utils import batch_space
+
+from model.world import WorldModel, default_world, load_world
+
+from .common import (RENDER_FPS, action_space, check_action, check_options, check_pose, check_positive_float,
+                     check_positive_int, check_scene_seed, observation_space)
+from .render import render
+from .scene import generate_scene
+from .tasks import make_task
+from .worlds import WorldBatch
+
+RESET_OPTIONS = ("image", "prompt", "scene_seed", "pose", "resize")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _world(checkpoint: str | WorldModel | None, size: str, height: int, width: int) -> WorldModel:
+    if isinstance(checkpoint, WorldModel):
+        world = checkpoint
+    elif checkpoint is None:
+        world = default_world(size, height, width)
+    else:
+        world = load_world(checkpoint)
+        if world.info.size != size:
+            raise ValueError(f"{checkpoint}: the checkpoint is a '{world.info.size}' world, but size={size!r} was requested")
+    if (world.info.height, world.info.width) != (height, width):
+        raise ValueError(f"the world generates {world.info.height} x {world.info.width} frames, but height={height}, width={width} were requested")
+    return world
+
+
+class _WorldEnvBase:
+    """Construction, reset and step logic shared by the single and the vector env."""
+
+    def _setup(self, num: int, checkpoint, size, height, width, device, dtype, steps, window, refine_every, refine_window,
+               max_translation, max_rotation, fov_deg, task, task_kwargs, timings) -> None:
+        check_positive_int("height", height)
+        check_positive_int("width", width)
+        check_positive_int("steps", steps)
+        check_positive_float("max_translation", max_translation)
+        check_positive_float("max_rotation", max_rotation)
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        if refine_every < 0 or refine_window < 0:
+            raise ValueError(f"refine_every and refine_window must be >= 0, got {refine_every}, {refine_window}")
+        world = _world(checkpoint, size, height, width)
+        self.worlds = WorldBatch(world, num, steps, window, fov_deg, refine_every, refine_window, device, DTYPES[dtype])
+        self.height, self.width = height, width
+        self.frames_per_step = self.worlds.frames_per_step
+        self.step_seconds = self.frames_per_step / world.info.fps
+        self.step_scale = np.array([max_translation] * 3 + [max_rotation] * 3)
+        self.fov_deg = fov_deg
+        self.tasks = [make_task(task, **(task_kwargs or {})) for _ in range(num)]
+        self._obs: list[np.ndarray | None] = [None] * num
+        self._steps = [0] * num
+        self.timings = timings
+
+    def _first_frame(self, i: int, rng: np.random.Generator, options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, int | None]:
+        """The first image, the camera pose it is seen from, and the scene seed (None for a user image)."""
+        image = options.get("image")
+        if image is not None:
+            image = self._check_image(image, bool(options.get("resize", False)))
+            pose = check_pose(options["pose"]) if options.get("pose") is not None else np.eye(4)
+            return image, pose, None
+        seed = options.get("scene_seed")
+        seed = int(rng.integers(2**31)) if seed is None else check_scene_seed(seed)
+        scene = generate_scene(seed)
+        pose = check_pose(options["pose"]) if options.get("pose") is not None else scene.spawn_pose(rng).numpy()
+        k = self.worlds.intrinsics.double()
+        rgb = render(scene, torch.from_numpy(pose)[None], k, self.height, self.width).rgb[0].numpy()
+        return rgb, pose, seed
+
+    def _check_image(self, image: Any, resize: bool) -> np.ndarray:
+        image = np.asarray(image)
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"options['image'] must be a uint8 array (H, W, 3), got {image.dtype} {image.shape}")
+        if image.shape[:2] != (self.height, self.width):
+            if not resize:
+                raise ValueError(f"options['image'] must be {self.height} x {self.width} (H x W), got {image.shape[0]} x {image.shape[1]}; "
+                                 "pass options['resize']=True to resize it")
+            from PIL import Image
+
+            image = np.asarray(Image.fromarray(image).resize((self.width, self.height), Image.BILINEAR))
+        return np.ascontiguousarray(image)
+
+    def _reset_world(self, i: int, rng: np.random.Generator, options: dict[str, Any] | None) -> dict[str, Any]:
+        options = check_options(options, RESET_OPTIONS)
+        if options.get("prompt") is not None:
+            raise ValueError("options['prompt']: this world has no text encoder; it generates from images alone")
+        image, pose, seed = self._first_frame(i, rng, options)
+        self.worlds.reset(i, image, pose, rng)
+        self._obs[i] = image
+        self._steps[i] = 0
+        info = {"pose": pose.astype(np.float32), "poses": pose[None].astype(np.float32), "frames": image[None],
+                "collision": False, "refined": False, "scene_seed": -1 if seed is None else seed, "step": 0,
+                "intrinsics": self.worlds.intrinsics.numpy().copy()}
+        info.update(self.tasks[i].reset(pose))
+        return info
+
+    def _step_worlds(self, indices: list[int], actions: np.ndarray) -> list[tuple[np.ndarray, float, bool, dict]]:
+        deltas = np.stack([check_action(a) * self.step_scale for a in actions])
+        out = self.worlds.step(indices, deltas)
+        results = []
+        for row, i in enumerate(indices):
+            self._steps[i] += 1
+            self._obs[i] = out["frames"][row, -1]
+            reward, terminated, task_info = self.tasks[i].step(out["poses"][row], False)
+            info = {"pose": out["poses"][row, -1].astype(np.float32), "poses": out["poses"][row].astype(np.float32),
+                    "frames": out["frames"][row], "collision": False, "refined": bool(out["refined"][row]),
+                    "step": self._steps[i], "intrinsics": self.worlds.intrinsics.numpy().copy()}
+            if self.timings:
+                info["seconds"] = out["seconds"]
+            info.update(task_info)
+            results.append((self._obs[i].copy(), float(reward), bool(terminated), info))
+        return results
+
+
+class SanaWMEnv(_WorldEnvBase, gym.Env[np.ndarray, np.ndarray]):
+    """A camera moving with six degrees of freedom through a world imagined by SANA-WM.
+
+    ## Description
+    The world model (a hybrid frame-GDN / softmax diffusion transformer with camera control) generates
+    the video chunk by chunk from the first image, carrying a fixed-size state, so a step costs the
+    same at step 10 and at step 10,000. Same spaces as ``SanaWM-GT-v0``.
+
+    ## Action Space
+    ``Box(-1, 1, (6,), float32)`` = (dx, dy, dz, droll, dpitch, dyaw) in the camera frame, scaled by
+    ``max_translation`` (m) and ``max_rotation`` (rad) per step and spread over the step's raw frames.
+
+    ## Observation Space
+    ``Box(0, 255, (height, width, 3), uint8)``: the last raw frame of the step.
+
+    ## Step
+    One latent chunk: 3 latent frames = ``3 * temporal_stride`` raw frames at 16 fps (12 frames =
+    0.75 s for the default world).
+
+    ## Rewards, Episode End
+    From the task, as in ``SanaWM-GT-v0`` (``explore`` by default). Truncation at the registered limit
+    (80 steps = 60 s of video); no termination.
+
+    ## Starting State
+    ``reset(seed=..., options={...})``: ``image`` (uint8 H x W x 3; resized only with ``resize=True``)
+    and optionally its ``pose``; otherwise a render of the procedural world ``scene_seed`` (drawn from
+    the seed if absent) at a spawn pose. ``prompt`` needs a world with a text encoder.
+
+    ## Info
+    ``frames`` (F, H, W, 3) and ``poses`` (F, 4, 4) of the step's raw frames, ``pose``, ``refined``
+    (the refiner ran on this chunk), ``intrinsics``, ``collision`` (always False: an imagined world
+    has no geometry to hit), ``step``, the task's entries, and ``seconds`` (generation time per world)
+    with ``timings=True`` (off by default: timings differ between identical runs).
+
+    ## Arguments
+    ``checkpoint`` (a world folder; the shipped world if None, untrained with a warning until one is
+    installed), ``size``, ``device``, ``dtype``, ``steps`` (denoising steps per chunk), ``window``
+    (softmax chunks kept besides the sink; None keeps all), ``refine_every`` (chunks; 0 = off),
+    ``refine_window`` (latent frames of refiner context), ``height``, ``width``, ``max_translation``,
+    ``max_rotation``, ``fov_deg``, ``task``, ``task_kwargs``, ``timings``, ``render_mode``.
+
+    ## Planning
+    ``clone_state()`` returns a snapshot of the world (fixed size); ``restore_state(s)`` goes back to it.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": RENDER_FPS}
+
+    def __init__(self, render_mode: str | None = None, checkpoint: str | WorldModel | None = None, size: str = "small",
+                 height: int = 64, width: int = 64, device: str = "cpu", dtype: str = "float32", steps: int = 4,
+                 window: int | None = 1, refine_every: int = 0, refine_window: int = 6, max_translation: float = 0.5,
+                 max_rotation: float = math.radians(30.0), fov_deg: float = 80.0, task: str = "explore",
+                 task_kwargs: dict[str, Any] | None = None, timings: bool = False) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        self.render_mode = render_mode
+        self._setup(1, checkpoint, size, height, width, device, dtype, steps, window, refine_every, refine_window,
+                    max_translation, max_rotation, fov_deg, task, task_kwargs, timings)
+        self.action_space = action_space()
+        self.observation_space = observation_space(height, width)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        info = self._reset_world(0, self.np_random, options)
+        return self._obs[0].copy(), info
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._obs[0] is None:
+            raise ResetNeeded("call reset() before step()")
+        obs, reward, terminated, info = self._step_worlds([0], np.asarray(action)[None])[0]
+        return obs, reward, terminated, False, info
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array' to gym.make")
+            return None
+        if self._obs[0] is None:
+            raise ResetNeeded("call reset() before render()")
+        return self._obs[0].copy()
+
+    def clone_state(self) -> dict[str, Any]:
+        """A snapshot of the world (model state, decoder cache, pose, random generator, task)."""
+        if self._obs[0] is None:
+            raise ResetNeeded("call reset() before clone_state()")
+        return {"slot": self.worlds.slots[0].clone(), "obs": self._obs[0].copy(), "steps": self._steps[0],
+                "task": copy.deepcopy(self.tasks[0])}
+
+    def restore_state(self, snapshot: dict[str, Any]) -> None:
+        """Go back to a ``clone_state()`` snapshot (it can be restored again later)."""
+        self.worlds.slots[0] = snapshot["slot"].clone()
+        self.np_random = self.worlds.slots[0].rng
+        self._obs[0] = snapshot["obs"].copy()
+        self._steps[0] = snapshot["steps"]
+        self.tasks[0] = copy.deepcopy(snapshot["task"])
+
+
+class SanaWMVectorEnv(_WorldEnvBase, gym.vector.VectorEnv):
+    """``num_envs`` learned worlds stepped in one batched forward (``gym.make_vec("SanaWM-v0", num_envs=N)``).
+
+    Autoreset follows Gymnasium's next-step mode: the step after a world ends resets it (its
+    observation is the new first frame, reward 0). Keyword arguments as ``SanaWMEnv``, plus
+    ``max_episode_steps`` for the per-world time limit.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": RENDER_FPS, "autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int = 1, max_episode_steps: int | None = 80, render_mode: str | None = None, **kwargs: Any) -> None:
+        check_positive_int("num_envs", num_envs)
+        self.num_envs = num_envs
+        self.render_mode = render_mode
+        self.max_episode_steps = max_episode_steps
+        defaults = dict(checkpoint=None, size="small", height=64, width=64, device="cpu", dtype="float32", steps=4, window=1,
+                        refine_every=0, refine_window=6, max_translation=0.5, max_rotation=math.radians(30.0), fov_deg=80.0,
+                        task="explore", task_kwargs=None, timings=False)
+        unknown = sorted(set(kwargs) - set(defaults))
+        if unknown:
+            raise ValueError(f"unknown keyword argument(s) {unknown}; accepted: {sorted(defaults)}")
+        defaults.update(kwargs)
+        self._setup(num_envs, **defaults)
+        self.single_action_space = action_space()
+        self.single_observation_space = observation_space(defaults["height"], defaults["width"])
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self._rngs: list[np.random.Generator] = [np.random.default_rng() for _ in range(num_envs)]
+        self._needs_reset = np.zeros(num_envs, dtype=bool)
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        seeds = seed if isinstance(seed, list) else [None if seed is None else seed + i for i in range(self.num_envs)]
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"seed must be an int or a list of {self.num_envs} seeds, got {len(seeds)}")
+        infos = []
+        for i, s in enumerate(seeds):
+            self._rngs[i], _ = gym.utils.seeding.np_random(s)
+            infos.append(self._reset_world(i, self._rngs[i], options))
+        self._needs_reset[:] = False
+        return np.stack([o.copy() for o in self._obs]), self._merge(infos)
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        if any(o is None for o in self._obs):
+            raise ResetNeeded("call reset() before step()")
+        actions = np.asarray(actions)
+        if actions.shape != (self.num_envs, 6):
+            raise ValueError(f"actions must have shape (num_envs, 6) = ({self.num_envs}, 6), got {actions.shape}")
+        rewards = np.zeros(self.num_envs)
+        terminated = np.zeros(self.num_envs, dtype=bool)
+        truncated = np.zeros(self.num_envs, dtype=bool)
+        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        resetting = [i for i in range(self.num_envs) if self._needs_reset[i]]
+        for i in resetting:
+            infos[i] = self._reset_world(i, self._rngs[i], None)
+        stepping = [i for i in range(self.num_envs) if not self._needs_reset[i]]
+        if stepping:
+            for i, (obs, reward, term, info) in zip(stepping, self._step_worlds(stepping, actions[stepping])):
+                rewards[i], terminated[i], infos[i] = reward, term, info
+                truncated[i] = self.max_episode_steps is not None and self._steps[i] >= self.max_episode_steps
+        self._needs_reset[:] = terminated | truncated
+        return np.stack([o.copy() for o in self._obs]), rewards, terminated, truncated, self._merge(infos)
+
+    def _merge(self, infos: list[dict[str, Any]]) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for i, info in enumerate(infos):
+            merged = self._add_info(merged, info, i)
+        return merged
+
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        if self.render_mode is None:
+            return None
+        return tuple(o.copy() for o in self._obs)
+
+    def clone_state(self, index: int) -> dict[str, Any]:
+        """A snapshot of world ``index``."""
+        return {"slot": self.worlds.slots[index].clone(), "obs": self._obs[index].copy(), "steps": self._steps[index],
+                "task": copy.deepcopy(self.tasks[index]), "needs_reset": bool(self._needs_reset[index])}
+
+    def restore_state(self, index: int, snapshot: dict[str, Any]) -> None:
+        """Put world ``index`` back to a snapshot (of any world of the same model)."""
+        self.worlds.slots[index] = snapshot["slot"].clone()
+        self._rngs[index] = self.worlds.slots[index].rng
+        self._obs[index] = snapshot["obs"].copy()
+        self._steps[index] = snapshot["steps"]
+        self.tasks[index] = copy.deepcopy(snapshot["task"])
+        self._needs_reset[index] = snapshot["needs_reset"]
