@@ -73,7 +73,7 @@ class WorldBatch:
     @torch.no_grad()
     def reset(self, i: int, image: np.ndarray, pose: np.ndarray, rng: np.random.Generator) -> None:
         """Start world ``i`` from ``image`` (H, W, 3) uint8 seen at camera ``pose``."""
-        video = torch.from_numpy(image).to(self.device).permute(2, 0, 1)[None, :, None].to(self.dtype) / 127.5 - 1
+        video = torch.tensor(image, device=self.device).permute(2, 0, 1)[None, :, None].to(self.dtype) / 127.5 - 1
         latent = self.world.vae.encode(video)  # (1, C, 1, h, w)
         self.slots[i] = WorldSlot(self.gen.prefill(latent), None, pose.copy(), pose.copy(), 1, latent[:, :, :0], latent, rng)
 
