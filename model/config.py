@@ -75,8 +75,9 @@ DIT_SIZES: dict[str, DiTConfig] = {
     # Unit tests: well under 1M parameters.
     "tiny": DiTConfig(in_channels=8, num_layers=4, hidden_size=64, num_attention_heads=4, linear_head_dim=16,
                       caption_channels=32, chunk_plucker_channels=24),
-    # The default shipped world: 16-channel latents of our small VAE, no text encoder needed.
-    "small": DiTConfig(in_channels=16, num_layers=8, hidden_size=256, num_attention_heads=4, linear_head_dim=64,
+    # The default shipped world: 16-channel latents of our small VAE, no text encoder needed; 11M
+    # parameters, sized to generate faster than real time at 64 x 64 on a 2-core CPU (4 steps a chunk).
+    "small": DiTConfig(in_channels=16, num_layers=6, hidden_size=256, num_attention_heads=4, linear_head_dim=64,
                        caption_channels=64, chunk_plucker_channels=24),
     "base": DiTConfig(in_channels=32, num_layers=12, hidden_size=768, num_attention_heads=12, linear_head_dim=64,
                       caption_channels=768, chunk_plucker_channels=48),

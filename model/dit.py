@@ -128,16 +128,22 @@ class MixFFN(nn.Module):
         b, n, c = x.shape
         t, h, w = grid
         r = self.reach
-        y = x.reshape(b * t, h, w, c).permute(0, 3, 1, 2)
-        value, gate = self.depth_conv(F.silu(self.inverted_conv(y))).chunk(2, dim=1)
-        y = self.point_conv(value * F.silu(gate))  # (B * T, C, h, w)
-        y = y.reshape(b, t, c, h * w).transpose(1, 2)  # (B, C, T, h * w)
+        # The 1x1 convs run as matmuls on the tokens (the same weights; much faster on small grids).
+        inv, point = self.inverted_conv.conv, self.point_conv.conv
+        y = F.silu(F.linear(x, inv.weight[:, :, 0, 0], inv.bias))  # (B, N, 2I)
+        y = self.depth_conv(y.reshape(b * t, h, w, -1).permute(0, 3, 1, 2))
+        value, gate = y.permute(0, 2, 3, 1).reshape(b, n, -1).chunk(2, dim=-1)
+        y = F.linear(value * F.silu(gate), point.weight[:, :, 0, 0])  # (B, N, C)
+        y = y.reshape(b, t, h * w, c).permute(0, 3, 1, 2)  # (B, C, T, h * w)
         before = y.new_zeros(b, c, r, h * w) if past is None else past.to(y.dtype)
         seq = torch.cat([before, y], dim=2)  # frame j of the input is seq[:, :, j + r]
         out = []
         for start, end in chunks:
             window = torch.cat([seq[:, :, start : end + r], y.new_zeros(b, c, r, h * w)], dim=2)
-            out.append(y[:, :, start:end] + F.conv2d(window, self.t_conv.weight))
+            acc = y[:, :, start:end]
+            for j in range(2 * r + 1):  # the frame taps as channel matmuls
+                acc = acc + torch.einsum("oc,bcth->both", self.t_conv.weight[:, :, j, 0], window[:, :, j : j + end - start])
+            out.append(acc)
         y = torch.cat(out, dim=2)
         return y.permute(0, 2, 3, 1).reshape(b, n, c), seq[:, :, seq.shape[2] - r :]
 

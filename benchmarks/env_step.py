@@ -1,0 +1,119 @@
+"""Speed and memory of SanaWM-v0 on this machine.
+
+    python benchmarks/env_step.py                      # all parts (several minutes on a 2-core CPU)
+    python benchmarks/env_step.py --long-steps 100     # a shorter long run
+
+Part 1: steps/s and seconds of video per wall second at num_envs 1, 4, 16 (one batched forward).
+Part 2: per-step latency and process memory at step 10 and at step ``--long-steps``, for the hybrid
+model (fixed-size state) and an all-softmax variant keeping every chunk's K/V (the cache grows),
+each in its own process. Prints tables and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import resource
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _world(variant: str):
+    from model import CausalVideoVAE, SanaWMDiT, VAE_SIZES, dit_config
+    from model.world import WorldInfo, WorldModel
+
+    torch.manual_seed(0)
+    cfg = dit_config("small", softmax_every_n=1) if variant == "softmax" else dit_config("small")
+    return WorldModel(SanaWMDiT(cfg), CausalVideoVAE(VAE_SIZES["small"]), None, WorldInfo()).eval()
+
+
+def throughput(num_envs: int, steps: int, denoise_steps: int) -> dict:
+    import sanawm_env
+
+    env = sanawm_env.SanaWMVectorEnv(num_envs=num_envs, checkpoint=_world("hybrid"), steps=denoise_steps, max_episode_steps=None)
+    env.reset(seed=0)
+    actions = np.random.default_rng(0).uniform(-1, 1, (steps + 2, num_envs, 6)).astype(np.float32)
+    for a in actions[:2]:  # warm-up
+        env.step(a)
+    t0 = time.perf_counter()
+    for a in actions[2:]:
+        env.step(a)
+    sec = (time.perf_counter() - t0) / steps
+    video = env.step_seconds * num_envs / sec
+    return {"num_envs": num_envs, "seconds_per_step": sec, "env_steps_per_s": num_envs / sec,
+            "frames_per_s": num_envs * env.frames_per_step / sec, "video_seconds_per_wall_second": video}
+
+
+def long_run(variant: str, long_steps: int, denoise_steps: int, queue) -> None:
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    warnings.simplefilter("ignore")
+    from sanawm_env import SanaWMEnv
+
+    env = SanaWMEnv(checkpoint=_world(variant), steps=denoise_steps, window=1 if variant == "hybrid" else None)
+    env.reset(seed=0)
+    action = np.array([0, 0, 0.3, 0, 0, 0.1], np.float32)
+    out = {}
+    for step in range(1, long_steps + 1):
+        t0 = time.perf_counter()
+        env.step(action)
+        dt = time.perf_counter() - t0
+        if step in (10, long_steps):
+            out[step] = {"latency_s": dt, "rss_mb": _rss_mb(), "state_mb": env.worlds.slots[0].state.dit.nbytes() / 2**20}
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put((variant, out))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num-envs", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per throughput point")
+    parser.add_argument("--long-steps", type=int, default=500)
+    parser.add_argument("--denoise-steps", type=int, default=4)
+    parser.add_argument("--out", default="outputs/bench/env_step.json")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+
+    rows = [throughput(n, args.steps, args.denoise_steps) for n in args.num_envs]
+    print(f"{'num_envs':>8} {'s/step':>8} {'steps/s':>8} {'frames/s':>9} {'video s/s':>10} {'vs 1 env':>9}")
+    for r in rows:
+        r["frames_per_s_vs_one_env"] = r["frames_per_s"] / rows[0]["frames_per_s"]
+        print(f"{r['num_envs']:>8} {r['seconds_per_step']:>8.3f} {r['env_steps_per_s']:>8.2f} {r['frames_per_s']:>9.1f} "
+              f"{r['video_seconds_per_wall_second']:>10.2f} {r['frames_per_s_vs_one_env']:>8.2f}x")
+
+    queue = mp.get_context("spawn").Queue()
+    long = {}
+    for variant in ("hybrid", "softmax"):
+        p = mp.get_context("spawn").Process(target=long_run, args=(variant, args.long_steps, args.denoise_steps, queue))
+        p.start()
+        name, result = queue.get()
+        p.join()
+        long[name] = result
+    n = args.long_steps
+    print(f"\n{'model':>8} {'lat@10':>8} {f'lat@{n}':>9} {'ratio':>6} {'rss@10':>8} {f'rss@{n}':>9} {'state@10':>9} {f'state@{n}':>10} (s, MB)")
+    for name, r in long.items():
+        a, b = r[10], r[n]
+        r["latency_ratio"] = b["latency_s"] / a["latency_s"]
+        print(f"{name:>8} {a['latency_s']:>8.3f} {b['latency_s']:>9.3f} {r['latency_ratio']:>6.2f} {a['rss_mb']:>8.0f} {b['rss_mb']:>9.0f} "
+              f"{a['state_mb']:>9.2f} {b['state_mb']:>10.2f}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"benchmark": "env_step", "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+                               "torch": torch.__version__, "denoise_steps": args.denoise_steps, "throughput": rows,
+                               "long_run": {k: {str(s): v for s, v in r.items()} for k, r in long.items()}}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
