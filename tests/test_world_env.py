@@ -137,6 +137,11 @@ def test_world_folders_round_trip(tmp_path):
     b = _rollout(SanaWMEnv(checkpoint=str(tmp_path / "w"), **TINY), 0, _actions(2))
     assert np.array_equal(a, b)
     assert load_world(tmp_path / "w").info.size == "tiny"
+    with pytest.raises(ValueError, match=r"w: the checkpoint is a 'tiny' world, but size='small'"):
+        SanaWMEnv(checkpoint=str(tmp_path / "w"), size="small", height=32, width=32)
+    (tmp_path / "w" / "dit.safetensors").write_bytes(b"broken")
+    with pytest.raises(ValueError, match="dit.safetensors: not a readable safetensors file"):
+        SanaWMEnv(checkpoint=str(tmp_path / "w"), **TINY)
 
 
 def test_bad_input():
