@@ -40,7 +40,8 @@ def reference_config(path: str | Path) -> DiTConfig:
     if unknown:
         raise ValueError(f"{path}: unknown config field(s) {unknown}")
     for name, value in _FIXED_FIELDS.items():
-        if name in raw and raw[name] != value and list(raw[name] or []) != value:
+        given = list(raw[name]) if isinstance(raw.get(name), (list, tuple)) else raw.get(name, value)
+        if given != value:
             raise ValueError(f"{path}: {name}={raw[name]!r} is not supported (only {value!r})")
     blocks = raw.get("chunk_plucker_post_attn_blocks", raw.get("num_layers", 20))
     if 0 <= blocks < raw.get("num_layers", 20):

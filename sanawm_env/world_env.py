@@ -65,7 +65,7 @@ class _WorldEnvBase:
         self._steps = [0] * num
         self.timings = timings
 
-    def _first_frame(self, i: int, rng: np.random.Generator, options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, int | None]:
+    def _first_frame(self, rng: np.random.Generator, options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, int | None]:
         """The first image, the camera pose it is seen from, and the scene seed (None for a user image)."""
         image = options.get("image")
         if image is not None:
@@ -97,7 +97,7 @@ class _WorldEnvBase:
         options = check_options(options, RESET_OPTIONS)
         if options.get("prompt") is not None:
             raise ValueError("options['prompt']: this world has no text encoder; it generates from images alone")
-        image, pose, seed = self._first_frame(i, rng, options)
+        image, pose, seed = self._first_frame(rng, options)
         self.worlds.reset(i, image, pose, rng)
         self._obs[i] = image
         self._steps[i] = 0
@@ -276,7 +276,7 @@ class SanaWMVectorEnv(_WorldEnvBase, gym.vector.VectorEnv):
             infos[i] = self._reset_world(i, self._rngs[i], None)
         stepping = [i for i in range(self.num_envs) if not self._needs_reset[i]]
         if stepping:
-            for i, (obs, reward, term, info) in zip(stepping, self._step_worlds(stepping, actions[stepping])):
+            for i, (_, reward, term, info) in zip(stepping, self._step_worlds(stepping, actions[stepping])):
                 rewards[i], terminated[i], infos[i] = reward, term, info
                 truncated[i] = self.max_episode_steps is not None and self._steps[i] >= self.max_episode_steps
         self._needs_reset[:] = terminated | truncated

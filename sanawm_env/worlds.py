@@ -115,13 +115,13 @@ class WorldBatch:
         k = self.intrinsics
         if slot.raw_frames == 1:  # the first chunk also carries frame 0
             c2w = np.concatenate([slot.first_c2w[None], new_poses])
-            cam, pl = camera_conditions(c2w, k.expand(len(c2w), 4), (self.height, self.width), self._stride3())
+            cam, pl = camera_conditions(c2w, k.expand(len(c2w), 4), (self.height, self.width), self._vae_stride())
         else:
-            cam, pl = camera_conditions(new_poses, k.expand(len(new_poses), 4), (self.height, self.width), self._stride3(),
+            cam, pl = camera_conditions(new_poses, k.expand(len(new_poses), 4), (self.height, self.width), self._vae_stride(),
                                         first_c2w=slot.first_c2w, start_frame=slot.raw_frames)
         return cam, pl
 
-    def _stride3(self) -> tuple[int, int, int]:
+    def _vae_stride(self) -> tuple[int, int, int]:
         s = self.world.vae.spatial_stride
         return (self.stride, s, s)
 

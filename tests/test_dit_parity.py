@@ -107,6 +107,14 @@ def test_loading_is_strict(pair, tmp_path):
     SanaWMDiT.from_pretrained(tmp_path / "official.pth", config=model.config)
     with pytest.raises(FileNotFoundError, match="no config.json"):
         SanaWMDiT.from_pretrained(tmp_path)
+    import json
+
+    from model.checkpoint_io import reference_config
+
+    for field, value in (("cam_attn_compress", 2), ("ffn_type", "mlp"), ("mlp_acts", ["gelu", "silu", None]), ("colour", 1)):
+        (tmp_path / "config.json").write_text(json.dumps({"num_layers": 4, field: value}))
+        with pytest.raises(ValueError, match=field):
+            reference_config(tmp_path / "config.json")
 
 
 def test_camera_conditions_match_prepare_camera():

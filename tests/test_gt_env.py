@@ -29,7 +29,7 @@ def test_make_with_module_prefix_and_time_limit():
     assert env.spec.max_episode_steps == 80
     env.reset(seed=0)
     truncated = False
-    for step in range(80):
+    for step in range(80):  # noqa: B007 (the last value is checked)
         _, _, terminated, truncated, _ = env.step(np.zeros(6, dtype=np.float32))
         assert not terminated
     assert truncated and step == 79

@@ -99,7 +99,7 @@ def test_vector_env_equals_single_envs_and_autoresets():
     obs, _ = vec.reset(seed=[0, 1, 2, 3])
     assert all(np.array_equal(obs[i], singles[i].reset(seed=i)[0]) for i in range(4))
     actions = _actions(8).reshape(2, 4, 6)
-    for step, batch in enumerate(actions):
+    for batch in actions:
         obs, rewards, terminated, truncated, infos = vec.step(batch)
         for i in range(4):
             assert np.array_equal(obs[i], singles[i].step(batch[i])[0])
