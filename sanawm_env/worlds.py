@@ -70,7 +70,7 @@ class WorldBatch:
 
     # ---- per world -----------------------------------------------------------------------------
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def reset(self, i: int, image: np.ndarray, pose: np.ndarray, rng: np.random.Generator) -> None:
         """Start world ``i`` from ``image`` (H, W, 3) uint8 seen at camera ``pose``."""
         video = torch.tensor(image, device=self.device).permute(2, 0, 1)[None, :, None].to(self.dtype) / 127.5 - 1
@@ -79,7 +79,7 @@ class WorldBatch:
 
     # ---- batched step --------------------------------------------------------------------------
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def step(self, indices: list[int], deltas: np.ndarray) -> dict[str, np.ndarray | list]:
         """Advance worlds ``indices`` by camera ``deltas`` (n, 6) in metres / radians.
 
