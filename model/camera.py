@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from .atomic import write_text_atomic
+
 Tensor = torch.Tensor
 
 
@@ -296,6 +298,4 @@ def write_re10k_cameras(path: str | Path, cameras: Re10kCameras) -> None:
     lines = [cameras.url]
     for ts, k, p in zip(cameras.timestamps.tolist(), cameras.intrinsics.tolist(), w2c.tolist()):
         lines.append(" ".join([str(int(ts)), *map(repr, k), "0.0", "0.0", *map(repr, p)]))
-    tmp = Path(path).with_suffix(".txt.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, "\n".join(lines) + "\n")

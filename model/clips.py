@@ -32,17 +32,12 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.utils.data import Dataset
 
+from .atomic import write_text_atomic
 from .camera import read_re10k_cameras
 
 FORMAT, VERSION = "sanawm-clips", 1
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 PER_FRAME = ("frames", "c2w", "intrinsics", "depth")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class ClipShardWriter:
@@ -144,7 +139,7 @@ class ClipShardWriter:
             "shards": self.shards,
             "metadata": self.metadata,
         }
-        _atomic_write_text(self.out_dir / "index.json", json.dumps(index, indent=2))
+        write_text_atomic(self.out_dir / "index.json", json.dumps(index, indent=2))
 
     def close(self) -> Path:
         """Write the last shard and mark the dataset complete; returns the folder."""

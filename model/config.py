@@ -58,11 +58,6 @@ class DiTConfig:
             raise ValueError(f"DiTConfig.softmax_every_n must be >= 0 (0: no softmax blocks), got {self.softmax_every_n}")
 
     @property
-    def num_heads(self) -> int:
-        """Self-attention heads."""
-        return self.hidden_size // self.linear_head_dim
-
-    @property
     def temporal_stride(self) -> int:
         """Raw frames per latent frame, as implied by the Plucker channels."""
         return self.chunk_plucker_channels // 6

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from .atomic import write_text_atomic
 from .checkpoint import load_model, save_model
 from .config import dit_config
 from .dit import SanaWMDiT
@@ -70,9 +70,7 @@ def save_world(path: str | Path, world: WorldModel) -> Path:
     save_model(path / "vae.safetensors", world.vae)
     if world.refiner is not None:
         save_model(path / "refiner.safetensors", world.refiner)
-    tmp = path / "world.json.tmp"
-    tmp.write_text(json.dumps(asdict(world.info), indent=2))
-    os.replace(tmp, path / "world.json")
+    write_text_atomic(path / "world.json", json.dumps(asdict(world.info), indent=2))
     return path
 
 
