@@ -31,7 +31,7 @@ def _rss_mb() -> float:
 
 
 def _world(variant: str):
-    from model import CausalVideoVAE, SanaWMDiT, VAE_SIZES, dit_config
+    from model import VAE_SIZES, CausalVideoVAE, SanaWMDiT, dit_config
     from model.world import WorldInfo, WorldModel
 
     torch.manual_seed(0)

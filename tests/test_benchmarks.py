@@ -1,0 +1,40 @@
+"""The benchmark scripts run and write what they promise (speed itself is not asserted here)."""
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from gdn import parse_size, scan_cost
+
+
+def test_gdn_cost_counts_paper_size():
+    # The paper's GDN block, bf16: 2 scans x 6 S D (D + 1) FLOPs per frame and head; 5 input streams read.
+    flops, n_bytes = scan_cost((1, 20, 121, 880, 112), 2, backward=False)
+    assert flops == 20 * 121 * 2 * 6 * 880 * 112 * 113
+    assert n_bytes == 20 * 121 * ((880 * (5 * 112 + 1) + 1) * 2 + 880 * 112 * 4)
+    flops_b, bytes_b = scan_cost((1, 20, 121, 880, 112), 2, backward=True)
+    assert flops_b == 3 * flops and bytes_b > 2 * n_bytes
+
+
+def test_gdn_size_errors_name_the_format():
+    with pytest.raises(argparse.ArgumentTypeError, match="B,H,T,S,D"):
+        parse_size("1,2,3")
+
+
+def test_gdn_benchmark_writes_table_and_json(tmp_path):
+    out = tmp_path / "gdn.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gdn.py"), "--sizes", "1,2,3,8,4", "--repeats", "1",
+                          "--out", str(out)], cwd=ROOT, check=False, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "/ floor" in run.stdout
+    data = json.loads(out.read_text())
+    assert data["ceilings"]["bandwidth_bytes_per_s"] > 0 and data["ceilings"]["matmul_flops_per_s"] > 0
+    assert {(r["pass"], r["variant"]) for r in data["results"]} == {("fwd", "reference"), ("fwd+bwd", "reference")}
+    assert all(r["floor_ms"] > 0 and r["over_floor"] > 0 for r in data["results"])
