@@ -50,7 +50,7 @@ class AttentionCache:
 
     gdn: GDNState | None = None  # main-branch recurrent state
     gdn_cam: GDNState | None = None  # camera-branch state (numerator only)
-    conv_k: Tensor | None = None  # (B * S, K - 1, C) last pre-conv key frames
+    conv_k: Tensor | None = None  # (B, K - 1, S, C) last pre-conv key frames
     conv_k_cam: Tensor | None = None
     keys: list[Tensor] = field(default_factory=list)  # softmax: (B, H, N_chunk, D) per cached chunk, post-RoPE
     values: list[Tensor] = field(default_factory=list)
@@ -62,9 +62,9 @@ class TemporalShortConv(nn.Module):
     """Depthwise conv over frames on each token position, kernel ``[w_0 .. w_{K-1}]`` (K frames).
 
     Causal part: y[t] = sum_j w_j x[t - K + 1 + j] over all frames (``past`` supplies the frames
-    before the input). Anti-causal part: the same kernel run backwards, inside each chunk only. The
-    shared centre tap is counted once. With one chunk spanning the sequence this is the release's
-    symmetric filter of the bidirectional model.
+    before the input). Anti-causal part: the same kernel mirrored, y[t] += w_{K-1-d} x[t + d] for
+    d >= 1, inside each chunk only (the shared centre tap counted once). With one chunk spanning the
+    sequence this is the release's symmetric filter of the bidirectional model.
     """
 
     def __init__(self, channels: int, kernel_size: int) -> None:
@@ -72,31 +72,23 @@ class TemporalShortConv(nn.Module):
         self.kernel_size = kernel_size
         self.weight = nn.Parameter(torch.zeros(channels, 1, kernel_size))
 
-    def _causal(self, x: Tensor, past: Tensor | None) -> Tensor:
-        """x (B', T, C) -> (B', T, C); past (B', K - 1, C) or zeros."""
-        k, t = self.kernel_size, x.shape[1]
-        pad = x.new_zeros(x.shape[0], k - 1, x.shape[2]) if past is None else past.to(x.dtype)
-        seq = torch.cat([pad, x], dim=1)
-        w = self.weight[:, 0].to(x.dtype)  # (C, K)
-        # A handful of frames: K shifted multiply-adds beat a grouped conv1d here.
-        out = seq[:, :t] * w[:, 0]
-        for j in range(1, k):
-            out = out + seq[:, j : j + t] * w[:, j]
-        return out
-
     def forward(self, x: Tensor, num_frames: int, chunks: list[tuple[int, int]], past: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """x (B, T * S, C), frame-major. Returns the filtered tokens and the new past."""
+        """x (B, T * S, C), frame-major; ``past`` (B, K - 1, S, C) the frames before the input (zeros
+        if None). Returns the filtered tokens and the new past."""
         b, n, c = x.shape
-        s = n // num_frames
-        seq = x.reshape(b, num_frames, s, c).transpose(1, 2).reshape(b * s, num_frames, c)
-        y = self._causal(seq, past) - seq * self.weight[:, 0, -1].to(x.dtype)
-        backward = torch.cat([self._causal(seq[:, a:e].flip(1), None).flip(1) for a, e in chunks], dim=1)
-        y = y + backward
-        k = self.kernel_size
-        history = seq if past is None else torch.cat([past.to(seq.dtype), seq], dim=1)
-        if history.shape[1] < k - 1:
-            history = torch.cat([history.new_zeros(b * s, k - 1 - history.shape[1], c), history], dim=1)
-        return y.reshape(b, s, num_frames, c).transpose(1, 2).reshape(b, n, c), history[:, history.shape[1] - (k - 1) :]
+        k, t = self.kernel_size, num_frames
+        frames = x.reshape(b, t, n // t, c)
+        w = self.weight[:, 0].to(x.dtype)  # (C, K)
+        before = frames.new_zeros(b, k - 1, n // t, c) if past is None else past.to(x.dtype)
+        seq = torch.cat([before, frames], dim=1)  # input frame i is seq[:, i + K - 1]
+        # Frame-major tokens make every tap a multiply-add over whole contiguous frames.
+        out = frames * w[:, k - 1]
+        for d in range(1, k):
+            out.addcmul_(seq[:, k - 1 - d : k - 1 - d + t], w[:, k - 1 - d])
+        for start, end in chunks:
+            for d in range(1, min(k, end - start)):
+                out[:, start : end - d].addcmul_(frames[:, start + d : end], w[:, k - 1 - d])
+        return out.reshape(b, n, c), seq[:, t:].clone()
 
 
 def _softmax_scale(head_dim: int) -> float:

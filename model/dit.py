@@ -123,7 +123,7 @@ class MixFFN(nn.Module):
 
     def forward(self, x: Tensor, grid: tuple[int, int, int], chunks: list[tuple[int, int]],
                 past: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """x (B, N, C). ``past`` (B, C, reach, h * w): the frames before the input (zeros if None).
+        """x (B, N, C). ``past`` (B, reach, h * w, C): the frames before the input (zeros if None).
         Returns the output and the new past."""
         b, n, c = x.shape
         t, h, w = grid
@@ -133,19 +133,18 @@ class MixFFN(nn.Module):
         y = F.silu(F.linear(x, inv.weight[:, :, 0, 0], inv.bias))  # (B, N, 2I)
         y = self.depth_conv(y.reshape(b * t, h, w, -1).permute(0, 3, 1, 2))
         value, gate = y.permute(0, 2, 3, 1).reshape(b, n, -1).chunk(2, dim=-1)
-        y = F.linear(value * F.silu(gate), point.weight[:, :, 0, 0])  # (B, N, C)
-        y = y.reshape(b, t, h * w, c).permute(0, 3, 1, 2)  # (B, C, T, h * w)
-        before = y.new_zeros(b, c, r, h * w) if past is None else past.to(y.dtype)
-        seq = torch.cat([before, y], dim=2)  # frame j of the input is seq[:, :, j + r]
+        y = F.linear(value * F.silu(gate), point.weight[:, :, 0, 0]).reshape(b, t, h * w, c)
+        before = y.new_zeros(b, r, h * w, c) if past is None else past.to(y.dtype)
+        seq = torch.cat([before, y], dim=1)  # frame j of the input is seq[:, j + r]
+        # The frame taps as one matmul over the frames stacked along channels: (O, C, K, 1) -> (O, K * C).
+        taps_weight = self.t_conv.weight[..., 0].transpose(1, 2).reshape(c, -1)
         out = []
         for start, end in chunks:
-            window = torch.cat([seq[:, :, start : end + r], y.new_zeros(b, c, r, h * w)], dim=2)
-            acc = y[:, :, start:end]
-            for j in range(2 * r + 1):  # the frame taps as channel matmuls
-                acc = acc + torch.einsum("oc,bcth->both", self.t_conv.weight[:, :, j, 0], window[:, :, j : j + end - start])
-            out.append(acc)
-        y = torch.cat(out, dim=2)
-        return y.permute(0, 2, 3, 1).reshape(b, n, c), seq[:, :, seq.shape[2] - r :]
+            window = torch.cat([seq[:, start : end + r], y.new_zeros(b, r, h * w, c)], dim=1)
+            taps = torch.cat([window[:, j : j + end - start] for j in range(2 * r + 1)], dim=-1)
+            out.append(y[:, start:end] + F.linear(taps, taps_weight))
+        y = torch.cat(out, dim=1) if len(out) > 1 else out[0]
+        return y.reshape(b, n, c), seq[:, t:].clone()
 
 
 @dataclass
@@ -223,7 +222,7 @@ class StreamState:
     def select(self, index: Tensor | list[int]) -> StreamState:
         """The state of some of the batch's worlds (every tensor's leading dim is per world)."""
         index = torch.as_tensor(index, dtype=torch.long)
-        return StreamState(self.frames, _map_tensors(self.blocks, lambda t: _split_batch(t, self.batch)[index].flatten(0, 1)))
+        return StreamState(self.frames, _map_tensors(self.blocks, lambda t: t[index]))
 
     @property
     def batch(self) -> int:
@@ -254,12 +253,6 @@ def _map_tensors(obj, fn):
     if obj is None or not hasattr(obj, "__dataclass_fields__"):
         return obj
     return type(obj)(**{name: _map_tensors(getattr(obj, name), fn) for name in obj.__dataclass_fields__})
-
-
-def _split_batch(t: Tensor, batch: int) -> Tensor:
-    """(B * n, ...) -> (B, n, ...): tensors whose leading dim folds the batch with something else
-    (the key conv tails fold tokens in) split evenly per world."""
-    return t.reshape(batch, t.shape[0] // batch, *t.shape[1:])
 
 
 def _zip_tensors(objs: list, fn):
