@@ -3,7 +3,9 @@
     python benchmarks/env_step.py                      # all parts (several minutes on a 2-core CPU)
     python benchmarks/env_step.py --long-steps 100     # a shorter long run
 
-Part 1: steps/s and seconds of video per wall second at num_envs 1, 4, 16 (one batched forward).
+Part 1: steps/s and seconds of video per wall second at num_envs 1, 4, 16 (one batched forward), and
+the floor: the FLOPs of one world's step over this machine's measured matrix rate, the least time a
+world's step can take at any batch size (so the most that batching can gain over num_envs 1).
 Part 2: per-step latency and process memory at step 10 and at the end of a long run, for the hybrid
 model (fixed-size state, ``--long-steps``) and an all-softmax variant keeping every chunk's K/V (the
 cache grows; ``--softmax-steps``), each in its own process. Prints tables and writes JSON.
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from floor import CountFlops, measure_ceilings
 
 
 def _rss_mb() -> float:
@@ -54,6 +57,23 @@ def throughput(num_envs: int, steps: int, denoise_steps: int) -> dict:
     video = env.step_seconds * num_envs / sec
     return {"num_envs": num_envs, "seconds_per_step": sec, "env_steps_per_s": num_envs / sec,
             "frames_per_s": num_envs * env.frames_per_step / sec, "video_seconds_per_wall_second": video}
+
+
+def step_floor(denoise_steps: int) -> dict:
+    """FLOPs of one world's step, and that over the measured matrix rate."""
+    import sanawm_env
+
+    env = sanawm_env.SanaWMVectorEnv(num_envs=1, checkpoint=_world("hybrid"), steps=denoise_steps, max_episode_steps=None)
+    env.reset(seed=0)
+    action = np.array([[0, 0, 0.3, 0, 0, 0.1]], np.float32)
+    for _ in range(2):  # past the first chunk, which also carries frame 0
+        env.step(action)
+    with CountFlops() as counter:
+        env.step(action)
+    rate = measure_ceilings("cpu", torch.float32)["matmul_flops_per_s"]
+    return {"gflop_per_world_step": counter.total / 1e9, "flops_by_op": dict(counter.flops),
+            "matmul_gflop_per_s": rate / 1e9, "min_seconds_per_world_step": counter.total / rate,
+            "max_frames_per_s": env.frames_per_step * rate / counter.total}
 
 
 def long_run(variant: str, long_steps: int, denoise_steps: int, queue) -> None:
@@ -93,6 +113,11 @@ def main() -> None:
         r["frames_per_s_vs_one_env"] = r["frames_per_s"] / rows[0]["frames_per_s"]
         print(f"{r['num_envs']:>8} {r['seconds_per_step']:>8.3f} {r['env_steps_per_s']:>8.2f} {r['frames_per_s']:>9.1f} "
               f"{r['video_seconds_per_wall_second']:>10.2f} {r['frames_per_s_vs_one_env']:>8.2f}x")
+    floor = step_floor(args.denoise_steps)
+    floor["max_frames_per_s_vs_one_env"] = floor["max_frames_per_s"] / rows[0]["frames_per_s"]
+    print(f"floor: {floor['gflop_per_world_step']:.1f} GFLOP per world step at {floor['matmul_gflop_per_s']:.0f} GFLOP/s "
+          f"(measured matmul) = {floor['min_seconds_per_world_step']:.3f} s, so at most {floor['max_frames_per_s']:.1f} frames/s "
+          f"at any num_envs ({floor['max_frames_per_s_vs_one_env']:.2f}x num_envs {rows[0]['num_envs']})")
 
     queue = mp.get_context("spawn").Queue()
     long = {}
@@ -112,7 +137,7 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"benchmark": "env_step", "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                               "torch": torch.__version__, "denoise_steps": args.denoise_steps, "throughput": rows,
+                               "torch": torch.__version__, "denoise_steps": args.denoise_steps, "throughput": rows, "floor": floor,
                                "long_run": {k: {str(s): v for s, v in r.items()} for k, r in long.items()}}, indent=2))
     print(f"wrote {out}")
 

@@ -19,12 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from floor import measure_ceilings, median_ms
 
 from kernels.frame_gdn import bidirectional_scan, force_triton
 
@@ -50,44 +49,6 @@ def scan_cost(size: tuple[int, int, int, int, int], itemsize: int, backward: boo
     if backward:
         return 3 * flops, 3 * inputs + 2 * output
     return flops, inputs + output
-
-
-def _synchronize(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def median_ms(fns: list[Callable[[], None]], repeats: int, device: str) -> float:
-    """Median wall time of one call in milliseconds, rotating over ``fns`` (one per input set, so
-    that repeated calls do not time a warm cache), after one warm-up call of each."""
-    for fn in fns:
-        fn()
-    times = []
-    for i in range(repeats):
-        if device == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fns[i % len(fns)]()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fns[i % len(fns)]()
-            times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
-
-
-def measure_ceilings(device: str, dtype: torch.dtype) -> dict[str, float]:
-    """Copy bandwidth (bytes read + written per second) and matrix rate (FLOP/s in ``dtype``)."""
-    n_bytes = (1 << 30) if device == "cuda" else (1 << 27)
-    src = torch.rand(n_bytes // 4, device=device)
-    dst = torch.empty_like(src)
-    copy_ms = median_ms([lambda: dst.copy_(src)], 10, device)
-    n = 8192 if device == "cuda" else 1024
-    a, b = torch.rand(n, n, device=device, dtype=dtype), torch.rand(n, n, device=device, dtype=dtype)
-    mm_ms = median_ms([lambda: a @ b], 10, device)
-    return {"bandwidth_bytes_per_s": 2 * n_bytes / (copy_ms / 1000), "matmul_flops_per_s": 2 * n**3 / (mm_ms / 1000)}
 
 
 def make_inputs(size, dtype, device, grad: bool, seed: int) -> tuple[torch.Tensor, ...]:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from kernels.frame_gdn import force_triton, scan
-from kernels.frame_gdn.reference import scan_reference
+from kernels.frame_gdn.reference import bidirectional_reference, scan_reference
 
 pytest.importorskip("triton")
 TOL = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 2e-2}
@@ -109,6 +109,28 @@ def test_model_gdn_modes_run_on_the_kernels():
         with force_triton():
             got, gs = frame_gdn(q, k, v, qr, kr, beta, gamma, mode=mode, chunks=chunks)
         assert _rel(got, want) < 1e-4 and _rel(gs.kv, ws.kv) < 1e-4, mode
+
+
+@pytest.mark.parametrize("resets", [None, [0, 0, 1, 0, 1], [1, 0, 0, 1, 0]])
+@pytest.mark.parametrize("with_den", [True, False])
+def test_cpu_bidirectional_path_equals_the_two_reference_scans(resets, with_den):
+    args = [x.requires_grad_() for x in _inputs()]
+    b, h, t, s, dk = args[0].shape
+    kv0 = torch.randn(b, h, args[2].shape[-1], dk, requires_grad=True)
+    z0 = torch.rand(b, h, dk, requires_grad=True) if with_den else None
+    resets = None if resets is None else torch.tensor(resets)
+    num, den, kv, z = scan_reference(*args, kv0, z0, with_denominator=with_den)
+    num_r, den_r, _, _ = scan_reference(*args, reverse=True, exclusive=True, resets=resets, with_denominator=with_den)
+    want = (num + num_r) / (den + den_r + 1e-15)[..., None] if with_den else num + num_r
+    got, got_kv, got_z = bidirectional_reference(*args, kv0, z0, resets, with_den)
+    assert _rel(got, want) < 1e-5 and _rel(got_kv, kv) < 1e-5
+    assert (got_z is None) == (z is None) and (z is None or _rel(got_z, z) < 1e-5)
+    inputs = [*args, kv0] + ([z0] if with_den else [])
+    w = torch.randn_like(want)
+    grads_want = torch.autograd.grad((want * w).sum() + kv.sum(), inputs, allow_unused=True)
+    grads_got = torch.autograd.grad((got * w).sum() + got_kv.sum(), inputs, allow_unused=True)
+    for i, (a, e) in enumerate(zip(grads_got, grads_want)):
+        assert (a is None) == (e is None) and (e is None or _rel(a, e) < 1e-4), i  # q, k unused without den
 
 
 def test_cpu_tensors_use_the_reference_unless_forced(monkeypatch):

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import torch
 
-from .reference import scan_reference
+from .reference import bidirectional_reference, scan_reference
 
 Tensor = torch.Tensor
 # None: by device; True: the Triton kernels everywhere; False: the PyTorch reference everywhere.
@@ -121,6 +121,8 @@ def bidirectional_scan(
         z = torch.zeros(b, h, dk, device=q.device) if initial_z is None and with_denominator else initial_z
         c = lambda x: x.contiguous()  # noqa: E731
         return stream_chunk_triton(c(q), c(k), c(v), c(q_rot), c(k_rot), c(beta), c(gamma), kv, z, with_denominator, eps)
+    if not _use_triton(q):
+        return bidirectional_reference(q, k, v, q_rot, k_rot, beta, gamma, initial_kv, initial_z, resets, with_denominator, eps)
     num, den, kv, z = scan(q, k, v, q_rot, k_rot, beta, gamma, initial_kv, initial_z, with_denominator=with_denominator)
     num_r, den_r, _, _ = scan(q, k, v, q_rot, k_rot, beta, gamma, reverse=True, exclusive=True, resets=resets,
                               with_denominator=with_denominator)

@@ -66,3 +66,63 @@ def _read(kv: Tensor, z: Tensor | None, q: Tensor, q_rot: Tensor) -> tuple[Tenso
     num = q_rot @ kv.transpose(-1, -2)  # (B, H, S, Dv)
     den = None if z is None else (q @ z[..., None]).squeeze(-1)  # (B, H, S)
     return num, den
+
+
+def bidirectional_reference(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    q_rot: Tensor,
+    k_rot: Tensor,
+    beta: Tensor,
+    gamma: Tensor,
+    initial_kv: Tensor | None = None,
+    initial_z: Tensor | None = None,
+    resets: Tensor | None = None,
+    with_denominator: bool = True,
+    eps: float = 1e-15,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``bidirectional_scan`` in PyTorch: the inclusive forward scan and the exclusive reverse scan
+    (restarting at ``resets``) of ``scan_reference``, combined.
+
+    Both scans advance together as one batch of 2B (forward frame i beside reverse frame T-1-i), and
+    since a read is linear in the state, each frame reads once from the sum of its two states: half
+    the small ops of running the scans one after the other, which is what costs on the CPU.
+    """
+    b, t = q.shape[0], q.shape[2]
+    q, k, v, q_rot, k_rot, beta, gamma = (x.float() for x in (q, k, v, q_rot, k_rot, beta, gamma))
+    both = lambda x: torch.cat([x, x.flip(2)])  # noqa: E731  (2B, H, T, ...): reverse half in scan order
+    k2, v2, kr2, beta2, gamma2 = both(k) if with_denominator else None, both(v), both(k_rot), both(beta), both(gamma)
+    dv, dk = v.shape[-1], q.shape[-1]
+    kv = torch.zeros(2 * b, q.shape[1], dv, dk, device=q.device)
+    if initial_kv is not None:
+        kv[:b] = initial_kv.float()
+    z = None
+    if with_denominator:
+        z = torch.zeros(2 * b, q.shape[1], dk, device=q.device)
+        if initial_z is not None:
+            z[:b] = initial_z.float()
+    kv_read, z_read = [None] * t, [None] * t
+    for i in range(t):
+        j = t - 1 - i  # the reverse scan's frame
+        if resets is not None and bool(resets[j]):
+            kv = torch.cat([kv[:b], torch.zeros_like(kv[b:])])
+            z = None if z is None else torch.cat([z[:b], torch.zeros_like(z[b:])])
+        rev_kv, rev_z = kv[b:], None if z is None else z[b:]  # exclusive: read before the write
+        g = gamma2[:, :, i, None, None]
+        bt = beta2[:, :, i, :, None]
+        pred = kr2[:, :, i] @ kv.transpose(-1, -2)
+        kv = g * kv + ((v2[:, :, i] - g * pred) * bt).transpose(-1, -2) @ kr2[:, :, i]
+        if z is not None:
+            recall = k2[:, :, i] @ z[..., None]  # (2B, H, S, 1)
+            z = g[..., 0] * z + ((bt * (1 - g * recall)).transpose(-1, -2) @ k2[:, :, i]).squeeze(-2)
+        kv_read[i] = kv[:b] if kv_read[i] is None else kv_read[i] + kv[:b]
+        kv_read[j] = rev_kv if kv_read[j] is None else kv_read[j] + rev_kv
+        if z is not None:
+            z_read[i] = z[:b] if z_read[i] is None else z_read[i] + z[:b]
+            z_read[j] = rev_z if z_read[j] is None else z_read[j] + rev_z
+    num = q_rot @ torch.stack(kv_read, dim=2).transpose(-1, -2)  # (B, H, T, S, Dv)
+    if z is None:
+        return num, kv[:b], None
+    den = (q @ torch.stack(z_read, dim=2)[..., None]).squeeze(-1)  # (B, H, T, S)
+    return num / (den + eps)[..., None], kv[:b], z[:b]

@@ -1,0 +1,80 @@
+"""What bounds a benchmark from below: the machine's measured ceilings (copy bandwidth, matrix
+rate) and the arithmetic a call cannot avoid (FLOPs counted on the ops it dispatches).
+
+Shared by the benchmark scripts; see METHOD.md of the device library for the method.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
+
+
+def median_ms(fns: list[Callable[[], object]], repeats: int, device: str) -> float:
+    """Median wall time of one call in milliseconds, rotating over ``fns`` (one per input set, so
+    that repeated calls do not time a warm cache), after one warm-up call of each."""
+    for fn in fns:
+        fn()
+    times = []
+    for i in range(repeats):
+        if device == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fns[i % len(fns)]()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fns[i % len(fns)]()
+            times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def measure_ceilings(device: str, dtype: torch.dtype) -> dict[str, float]:
+    """Copy bandwidth (bytes read + written per second) and matrix rate (FLOP/s in ``dtype``)."""
+    n_bytes = (1 << 30) if device == "cuda" else (1 << 27)
+    src = torch.rand(n_bytes // 4, device=device)
+    dst = torch.empty_like(src)
+    copy_ms = median_ms([lambda: dst.copy_(src)], 10, device)
+    n = 8192 if device == "cuda" else 1024
+    a, b = torch.rand(n, n, device=device, dtype=dtype), torch.rand(n, n, device=device, dtype=dtype)
+    mm_ms = median_ms([lambda: a @ b], 10, device)
+    return {"bandwidth_bytes_per_s": 2 * n_bytes / (copy_ms / 1000), "matmul_flops_per_s": 2 * n**3 / (mm_ms / 1000)}
+
+
+class CountFlops(TorchDispatchMode):
+    """Counts the FLOPs of matrix products, convolutions and attention run inside the block (also
+    under ``torch.inference_mode``, where torch's FlopCounterMode cannot hook modules).
+
+    Composite ops (linear, matmul, einsum) are decomposed so that their products are counted.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flops: Counter[str] = Counter()
+
+    @property
+    def total(self) -> int:
+        return sum(self.flops.values())
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        packet = func._overloadpacket
+        if packet in flop_registry:
+            out = func(*args, **kwargs)
+            self.flops[str(packet)] += flop_registry[packet](*args, **kwargs, out_val=out)
+            return out
+        if packet is torch.ops.aten._scaled_dot_product_flash_attention_for_cpu:
+            q, k = args[0], args[1]  # (B, H, Lq, D), (B, H, Lk, D): QK^T and PV
+            self.flops[str(packet)] += 4 * q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2] * q.shape[3]
+            return func(*args, **kwargs)
+        with self:  # the decomposition's ops come back through this mode
+            out = func.decompose(*args, **kwargs)
+        return func(*args, **kwargs) if out is NotImplemented else out
