@@ -20,7 +20,7 @@ import numpy as np
 class DemoConfig:
     """Schema of ``configs/demo.yaml``: Hydra rejects unknown keys and wrong types against it."""
 
-    env: str = "SanaWM-GT-v0"
+    env: str = "SanaWM-v0"
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     steps: int = 40
     seed: int = 0
@@ -47,12 +47,14 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
     import sanawm_env  # noqa: F401  (registers the environments)
     from agents.wander import WanderPolicy
     from sanawm_env.recording import plot_trajectory, write_video
+    from sanawm_env.scene import generate_scene
 
     if cfg.steps <= 0:
         raise ValueError(f"steps must be positive, got {cfg.steps}")
     env = gym.make(cfg.env, **cfg.env_kwargs)
     options = {} if cfg.scene_seed is None else {"scene_seed": cfg.scene_seed}
     obs, info = env.reset(seed=cfg.seed, options=options)
+    scene_seed = info.get("scene_seed", -1)
     policy = WanderPolicy(seed=cfg.seed)
     frames, poses, rewards = [info["frames"]], [info["poses"]], []
     for _ in trange(cfg.steps, desc=f"{cfg.env} rollout", unit="step"):
@@ -66,14 +68,17 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
     fps = env.metadata.get("render_fps", 16)
     video = write_video(out / "rollout.mp4", np.concatenate(frames), fps=fps)
     all_poses = np.concatenate(poses)
+    # The learned world keeps no geometry; its start is a render of a procedural scene, drawn under the path.
     scene = getattr(env.unwrapped, "scene", None)
+    if scene is None and scene_seed >= 0:
+        scene = generate_scene(scene_seed)
     plot = plot_trajectory(out / "trajectory.png", all_poses, scene, title=f"{cfg.env}, seed {cfg.seed}")
     summary = out / "rollout.json"
     summary.write_text(json.dumps({
         "env": cfg.env,
         "env_kwargs": cfg.env_kwargs,
         "seed": cfg.seed,
-        "scene_seed": info.get("scene_seed"),
+        "scene_seed": scene_seed,
         "steps": len(rewards),
         "frames": int(sum(len(f) for f in frames)),
         "return": float(sum(rewards)),

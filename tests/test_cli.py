@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import warnings
 
 import pytest
 from hydra.errors import ConfigCompositionException
@@ -15,13 +16,22 @@ def test_help_lists_subcommands():
     assert "demo" in out and "data" in out
 
 
-def test_demo_writes_video_plot_and_summary(tmp_path):
-    cfg = _compose_demo([f"out={tmp_path}", "steps=3", "env_kwargs.height=24", "env_kwargs.width=32"])
-    paths = run_demo(cfg)
+@pytest.mark.parametrize("env", ["SanaWM-v0", "SanaWM-GT-v0"])
+def test_demo_writes_video_plot_and_summary(tmp_path, env):
+    overrides = [f"out={tmp_path}", "steps=3", f"env={env}", "env_kwargs.height=24", "env_kwargs.width=32"]
+    if env == "SanaWM-v0":  # the default world is untrained (with a warning) until one ships
+        overrides.append("+env_kwargs.size=tiny")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        paths = run_demo(_compose_demo(overrides))
     assert paths["video"].stat().st_size > 0 and paths["video"].suffix == ".mp4"
     assert paths["plot"].stat().st_size > 0 and paths["plot"].suffix == ".png"
     summary = json.loads(paths["summary"].read_text())
     assert summary["steps"] == 3 and summary["frames"] == 1 + 3 * 12
+
+
+def test_make_demo_rolls_out_the_learned_world():
+    assert _compose_demo([]).env == "SanaWM-v0"
 
 
 def test_demo_config_rejects_unknown_keys_and_wrong_types():
