@@ -25,6 +25,7 @@ class DemoConfig:
     steps: int = 40
     seed: int = 0
     scene_seed: int | None = None
+    ground_truth: bool = True
     out: str = "outputs/demo"
 
 
@@ -40,13 +41,21 @@ def _compose_demo(overrides: list[str]) -> DemoConfig:
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Path]:
-    """Roll out the wander policy in ``cfg.env``; write a video, a trajectory plot and a summary."""
+    """Roll out the wander policy in ``cfg.env``; write a video, a trajectory plot and a summary.
+
+    For a learned world that started from a procedural scene, the video shows that scene rendered
+    along the same camera path beside the imagined frames, and the summary their PSNR
+    (``ground_truth=false`` turns this off).
+    """
     import gymnasium as gym
+    import torch
     from tqdm import trange
 
     import sanawm_env  # noqa: F401  (registers the environments)
     from agents.wander import WanderPolicy
+    from sanawm_env.metrics import psnr
     from sanawm_env.recording import plot_trajectory, write_video
+    from sanawm_env.render import render
     from sanawm_env.scene import generate_scene
 
     if cfg.steps <= 0:
@@ -65,13 +74,19 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
         if terminated or truncated:
             break
     out = Path(cfg.out)
-    fps = env.metadata.get("render_fps", 16)
-    video = write_video(out / "rollout.mp4", np.concatenate(frames), fps=fps)
-    all_poses = np.concatenate(poses)
+    video_frames, all_poses = np.concatenate(frames), np.concatenate(poses)
     # The learned world keeps no geometry; its start is a render of a procedural scene, drawn under the path.
     scene = getattr(env.unwrapped, "scene", None)
-    if scene is None and scene_seed >= 0:
+    learned = scene is None
+    if learned and scene_seed >= 0:
         scene = generate_scene(scene_seed)
+    extra = {}
+    if learned and scene is not None and cfg.ground_truth:
+        k = torch.as_tensor(info["intrinsics"], dtype=torch.float64)
+        truth = render(scene, torch.from_numpy(all_poses.astype(np.float64)), k, *video_frames.shape[1:3]).rgb.numpy()
+        extra["psnr_db_vs_ground_truth"] = float(np.mean(psnr(video_frames[1:], truth[1:])))  # frame 0 is the given image
+        video_frames = np.concatenate([video_frames, truth], axis=2)  # imagined | ground truth
+    video = write_video(out / "rollout.mp4", video_frames, fps=env.metadata.get("render_fps", 16))
     plot = plot_trajectory(out / "trajectory.png", all_poses, scene, title=f"{cfg.env}, seed {cfg.seed}")
     summary = out / "rollout.json"
     summary.write_text(json.dumps({
@@ -84,6 +99,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
         "return": float(sum(rewards)),
         "rewards": rewards,
         "poses": all_poses.tolist(),
+        **extra,
     }))
     env.close()
     return {"video": video, "plot": plot, "summary": summary}

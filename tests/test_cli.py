@@ -28,6 +28,11 @@ def test_demo_writes_video_plot_and_summary(tmp_path, env):
     assert paths["plot"].stat().st_size > 0 and paths["plot"].suffix == ".png"
     summary = json.loads(paths["summary"].read_text())
     assert summary["steps"] == 3 and summary["frames"] == 1 + 3 * 12
+    # A learned world is shown beside the procedural scene rendered along its path, and scored against it.
+    assert ("psnr_db_vs_ground_truth" in summary) == (env == "SanaWM-v0")
+    import imageio.v3 as iio
+
+    assert iio.imread(paths["video"], index=0).shape[:2] == (24, 64 if env == "SanaWM-v0" else 32)
 
 
 def test_make_demo_rolls_out_the_learned_world():
