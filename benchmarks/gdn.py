@@ -79,7 +79,7 @@ def fla_call(inputs, size, backward: bool) -> Callable[[], None] | None:
     except ImportError:
         return None
     b, h, t, s, _ = size
-    q, k, v = (x.detach().transpose(1, 2).reshape(b, t * s, h, -1).contiguous().requires_grad_(backward) for x in inputs[:3])
+    q, k, v = (x.detach().permute(0, 2, 3, 1, 4).reshape(b, t * s, h, -1).contiguous().requires_grad_(backward) for x in inputs[:3])
     g = torch.full((b, t * s, h), -0.01, device=q.device, dtype=q.dtype)
     beta = torch.full((b, t * s, h), 0.5, device=q.device, dtype=q.dtype)
 
