@@ -84,13 +84,17 @@ def long_run(variant: str, long_steps: int, denoise_steps: int, queue) -> None:
     env = SanaWMEnv(checkpoint=_world(variant), steps=denoise_steps, window=1 if variant == "hybrid" else None)
     env.reset(seed=0)
     action = np.array([0, 0, 0.3, 0, 0, 0.1], np.float32)
-    out = {}
+    out, latencies = {}, []
     for step in range(1, long_steps + 1):
         t0 = time.perf_counter()
         env.step(action)
-        dt = time.perf_counter() - t0
+        latencies.append(time.perf_counter() - t0)
         if step in (10, long_steps):
-            out[step] = {"latency_s": dt, "rss_mb": _rss_mb(), "state_mb": env.worlds.slots[0].state.dit.nbytes() / 2**20}
+            out[step] = {"rss_mb": _rss_mb(), "state_mb": env.worlds.slots[0].state.dit.nbytes() / 2**20}
+    # A step's latency is the median of the 10 steps around it: single steps jitter on a shared CPU.
+    out[10]["latency_s"] = float(np.median(latencies[5:15]))
+    out[long_steps]["latency_s"] = float(np.median(latencies[-10:]))
+    out["latencies_s"] = latencies
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     queue.put((variant, out))
 
@@ -99,12 +103,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-envs", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--steps", type=int, default=5, help="timed steps per throughput point")
-    parser.add_argument("--long-steps", type=int, default=500, help="the hybrid model's long run")
+    parser.add_argument("--long-steps", type=int, default=500, help="the hybrid model's long run (>= 15)")
     parser.add_argument("--softmax-steps", type=int, default=100,
                         help="the all-softmax model's long run (its cost per step grows with the episode: 500 steps take hours here)")
     parser.add_argument("--denoise-steps", type=int, default=4)
     parser.add_argument("--out", default="outputs/bench/env_step.json")
     args = parser.parse_args()
+    if min(args.long_steps, args.softmax_steps) < 15:
+        parser.error("--long-steps and --softmax-steps must be >= 15 (latency at step 10 is the median of steps 6..15)")
     warnings.simplefilter("ignore")
 
     rows = [throughput(n, args.steps, args.denoise_steps) for n in args.num_envs]
