@@ -224,12 +224,6 @@ class StreamState:
         index = torch.as_tensor(index, dtype=torch.long)
         return StreamState(self.frames, _map_tensors(self.blocks, lambda t: t[index]))
 
-    @property
-    def batch(self) -> int:
-        """Worlds in the state (1 before the first chunk, where there is nothing to hold)."""
-        first = next((b for b in self.blocks if b is not None), None)
-        return 1 if first is None else first.t_conv.shape[0]
-
     @staticmethod
     def cat(states: list[StreamState]) -> StreamState:
         """One state for the worlds of several states that are at the same frame."""
