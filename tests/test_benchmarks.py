@@ -38,3 +38,9 @@ def test_gdn_benchmark_writes_table_and_json(tmp_path):
     assert data["ceilings"]["bandwidth_bytes_per_s"] > 0 and data["ceilings"]["matmul_flops_per_s"] > 0
     assert {(r["pass"], r["variant"]) for r in data["results"]} == {("fwd", "reference"), ("fwd+bwd", "reference")}
     assert all(r["floor_ms"] > 0 and r["over_floor"] > 0 for r in data["results"])
+
+
+def test_env_step_rejects_long_runs_too_short_for_the_latency_window():
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "env_step.py"), "--long-steps", "12"],
+                         check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "--long-steps and --softmax-steps must be >= 15" in run.stderr
