@@ -19,15 +19,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import AttentionCache, AttentionContext, HybridAttention
+from .chunks import chunk_bounds
 from .config import DiTConfig
-from .gdn import chunk_bounds
 from .rope import half_head_freqs, rope_freqs
 from .ucpe import ray_frames
 
 Tensor = torch.Tensor
 
 MODES = ("bidirectional", "chunk_causal")
-FIRST_CHUNK_FRAMES, CHUNK_FRAMES = 4, 3  # latent frames per chunk of the chunk-causal models
 
 
 def timestep_embedding(t: Tensor, dim: int = 256, max_period: float = 10000.0) -> Tensor:
@@ -350,7 +349,7 @@ class SanaWMDiT(nn.Module):
             camera: (B, T, 20) pose relative to the first frame (flattened 4x4) and (fx, fy, cx, cy)
                 on the latent grid; no camera branch A if None.
             plucker: (B, 6 * temporal_stride, T, H, W) raw-frame Plucker maps; no branch B if None.
-            mode: ``bidirectional`` or ``chunk_causal`` (chunks of 3 latent frames, the first of 4).
+            mode: ``bidirectional`` or ``chunk_causal`` (chunks as ``model.chunks.chunk_bounds`` cuts them).
 
         Returns:
             velocity (B, C, T, H, W).
@@ -433,7 +432,7 @@ class SanaWMDiT(nn.Module):
         cfg = self.config
         t, h, w = grid
         freqs = rope_freqs(cfg.linear_head_dim, t if frames is None else frames, h, w, cfg.rope_theta).to(device)
-        chunks = chunk_bounds(t, FIRST_CHUNK_FRAMES, CHUNK_FRAMES) if mode == "chunk_causal" and frames is None else [(0, t)]
+        chunks = chunk_bounds(t) if mode == "chunk_causal" and frames is None else [(0, t)]
         mats = cam_freqs = None
         if camera is not None:
             mats = ray_frames(camera.float(), grid, cfg.patch_size)

@@ -43,15 +43,6 @@ class GDNState:
     z: Tensor | None
 
 
-def chunk_bounds(num_frames: int, first_chunk: int, chunk: int) -> list[tuple[int, int]]:
-    """(start, end) of the chunks of a sequence: the first of ``first_chunk`` frames, then ``chunk``;
-    a last chunk shorter than ``chunk`` joins the one before it (the release's training split)."""
-    starts = [0] + list(range(first_chunk, num_frames, chunk))
-    if len(starts) > 1 and num_frames - starts[-1] < chunk:
-        starts.pop()
-    return list(zip(starts, starts[1:] + [num_frames]))
-
-
 def frame_gdn(
     q: Tensor,
     k: Tensor,

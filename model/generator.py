@@ -5,9 +5,9 @@ fixed-size state (``dit.stream``), the way SANA-WM's autoregressive student runs
     clean = gen.denoise_chunk(state, cam, pl, noise)   # few Euler steps, state read-only
     state = gen.commit(state, clean, cam, pl)          # one t = 0 pass writes the chunk
 
-The first chunk is frame 0 plus the first generated frames (4 latent frames in all), later chunks are
-the generated frames alone (3), as the chunk-causal model was trained. Everything is batched over
-worlds.
+Chunks are cut as ``model.chunks`` says, as the chunk-causal model was trained: the first is the
+pending frame 0 plus the first generated frames, later chunks are the generated frames alone.
+Everything is batched over worlds.
 """
 
 from __future__ import annotations

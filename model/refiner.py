@@ -4,12 +4,12 @@ Only the video stream of LTX-2 is built (the refiner never runs audio); its para
 release's, so ``load_reference_state_dict`` takes a released LTX-2 / SANA-WM refiner state dict,
 dropping the audio and audio-video weights with a note.
 
-Refinement (``refine``): stage-1 latents are re-noised to sigma ~0.91 block by block (3 latent frames)
-and taken to 0 in 3 Euler steps (0.909 -> 0.725 -> 0.422 -> 0). Self-attention of a block sees the
-attention sink (the first ``sink_frames`` raw stage-1 latents, kept pre-RoPE and re-rotated each
-window so the sink sits just before the window), the recent refined history (post-RoPE, at most
-``max_frames - sink_frames`` frames) and the block itself; RoPE uses absolute frame positions scaled
-by the fps, as LTX-2 does.
+Refinement (``refine``): stage-1 latents are re-noised to sigma ~0.91 block by block (a block is a
+chunk, ``CHUNK_FRAMES`` latent frames) and taken to 0 in 3 Euler steps (0.909 -> 0.725 -> 0.422 -> 0).
+Self-attention of a block sees the attention sink (the first ``sink_frames`` raw stage-1 latents, kept
+pre-RoPE and re-rotated each window so the sink sits just before the window), the recent refined
+history (post-RoPE, at most ``max_frames - sink_frames`` frames) and the block itself; RoPE uses
+absolute frame positions scaled by the fps, as LTX-2 does.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .checkpoint_io import load_strict
+from .chunks import CHUNK_FRAMES
 from .dit import timestep_embedding
 
 Tensor = torch.Tensor
@@ -342,7 +343,7 @@ class SanaWMRefiner(nn.Module):
         return x
 
     @torch.no_grad()
-    def refine(self, latents: Tensor, fps: float = 16.0, sigmas: tuple[float, ...] = STAGE2_SIGMAS, block_size: int = 3,
+    def refine(self, latents: Tensor, fps: float = 16.0, sigmas: tuple[float, ...] = STAGE2_SIGMAS, block_size: int = CHUNK_FRAMES,
                sink_frames: int = 1, max_frames: int = 11, generator: torch.Generator | None = None,
                prompt_embeds: Tensor | None = None, prompt_mask: Tensor | None = None) -> Tensor:
         """Refine stage-1 ``latents`` (B, C, T, H, W): the first ``sink_frames`` stay as they are,

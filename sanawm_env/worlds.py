@@ -24,6 +24,7 @@ import torch
 
 from model.camera import delta_steps, intrinsics_from_fov
 from model.camera_conditions import camera_conditions
+from model.chunks import CHUNK_FRAMES
 from model.generator import StreamingGenerator, WorldState
 from model.world import WorldModel
 
@@ -60,7 +61,7 @@ class WorldBatch:
         self.info = world.info
         self.height, self.width = world.info.height, world.info.width
         self.stride = world.vae.temporal_stride
-        self.frames_per_step = 3 * self.stride  # one chunk: 3 latent frames
+        self.frames_per_step = CHUNK_FRAMES * self.stride  # one step is one chunk
         self.gen = StreamingGenerator(world.dit, steps=steps, window=window)
         self.intrinsics = intrinsics_from_fov(fov_deg, self.height, self.width).float()
         if refine_every and world.refiner is None:
@@ -136,7 +137,7 @@ class WorldBatch:
             cams.append(cam)
             pls.append(pl)
             g = torch.Generator().manual_seed(int(slot.rng.integers(2**63 - 1)))
-            noises.append(torch.randn(1, c, 3, h, w, generator=g))
+            noises.append(torch.randn(1, c, CHUNK_FRAMES, h, w, generator=g))
         dev, dt = self.device, self.dtype
         camera = torch.stack(cams).to(dev, dt)
         plucker = torch.stack(pls).to(dev, dt)
@@ -170,5 +171,5 @@ class WorldBatch:
             if slot.history.shape[2]:
                 cache = refiner.commit(slot.history, torch.arange(1, t), cache, fps=self.info.fps)
             g = torch.Generator().manual_seed(int(slot.rng.integers(2**63 - 1)))
-            out.append(refiner.refine_block(clean[j : j + 1], torch.arange(t, t + 3), cache, self.info.fps, generator=g))
+            out.append(refiner.refine_block(clean[j : j + 1], torch.arange(t, t + CHUNK_FRAMES), cache, self.info.fps, generator=g))
         return torch.cat(out)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from model.flow import FlowMatching, shift_sigma
-from model.gdn import chunk_bounds
+from model.chunks import chunk_bounds
 
 
 def test_path_and_target():

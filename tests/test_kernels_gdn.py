@@ -101,7 +101,8 @@ def test_backward_matches_reference(reverse, exclusive, resets, with_den, init, 
 
 
 def test_model_gdn_modes_run_on_the_kernels():
-    from model.gdn import chunk_bounds, frame_gdn
+    from model.chunks import chunk_bounds
+    from model.gdn import frame_gdn
 
     q, k, v, qr, kr, beta, gamma = _inputs(t=7, s=9, dk=12, dv=12)
     for mode, chunks in (("bidirectional", None), ("chunk_causal", chunk_bounds(7, 4, 3)), ("causal", None)):

@@ -6,7 +6,8 @@ import torch
 from model import SanaWMDiT, dit_config
 from model.camera import se3, so3_exp
 from model.config import DiTConfig
-from model.gdn import chunk_bounds, frame_gdn
+from model.chunks import chunk_bounds
+from model.gdn import frame_gdn
 
 torch.manual_seed(0)
 
