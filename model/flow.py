@@ -9,7 +9,7 @@ and is left out of the loss.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +22,60 @@ PATTERNS = ("uniform", "per_chunk", "last_chunk")
 def shift_sigma(s: Tensor, shift: float) -> Tensor:
     """Move noise levels towards 1: shift * s / (1 + (shift - 1) * s); identity for shift = 1."""
     return shift * s / (1 + (shift - 1) * s)
+
+
+def euler_sample(
+    velocity: Callable[[Tensor, float], Tensor],
+    x: Tensor,
+    sigmas: Sequence[float] | Tensor,
+    guidance: float = 1.0,
+    uncond_velocity: Callable[[Tensor, float], Tensor] | None = None,
+    exit_step: int | None = None,
+) -> Tensor:
+    """Euler integration of dx/ds = v from s = sigmas[0] to sigmas[-1]: the one sampler of the
+    project (bidirectional sampling, streamed chunks, the refiner).
+
+    Args:
+        velocity: ``f(x, sigma) -> v`` of x's shape, the conditional prediction at noise level sigma
+            (callers wrap their network: timesteps, held frames, a cached context).
+        x: the latents at ``sigmas[0]``.
+        sigmas: decreasing noise levels, at least two.
+        guidance: classifier-free guidance scale, ``v_u + guidance * (v - v_u)``; needs
+            ``uncond_velocity`` when not 1.
+        uncond_velocity: like ``velocity``, without the condition.
+        exit_step: stop at step k (0 <= k < len(sigmas) - 1) and return its clean estimate
+            ``x_k - sigma_k * v_k``. Steps before k run without gradient and step k with the caller's
+            grad mode, so a self-forcing loss back-propagates through one network call per chunk.
+            With k the last step and sigmas ending at 0 this is the full Euler result.
+
+    Returns:
+        latents of x's shape: at ``sigmas[-1]``, or the clean estimate at ``exit_step``.
+    """
+    sigmas = sigmas.tolist() if isinstance(sigmas, Tensor) else [float(s) for s in sigmas]
+    steps = len(sigmas) - 1
+    if steps < 1:
+        raise ValueError(f"sigmas must hold at least 2 noise levels, got {sigmas}")
+    if guidance != 1.0 and uncond_velocity is None:
+        raise ValueError("guidance != 1 needs uncond_velocity")
+    if exit_step is not None and not 0 <= exit_step < steps:
+        raise ValueError(f"exit_step must be in [0, {steps - 1}] for {steps} steps, or None, got {exit_step}")
+
+    def guided(x: Tensor, s: float) -> Tensor:
+        v = velocity(x, s)
+        if guidance != 1.0:
+            v_u = uncond_velocity(x, s)
+            v = v_u + guidance * (v - v_u)
+        return v
+
+    if exit_step is None:
+        for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+            x = x + (s_next - s) * guided(x, s)
+        return x
+    with torch.no_grad():
+        for s, s_next in zip(sigmas[:exit_step], sigmas[1 : exit_step + 1]):
+            x = x + (s_next - s) * guided(x, s)
+    s = sigmas[exit_step]
+    return x - s * guided(x, s)
 
 
 @dataclass
@@ -102,7 +156,7 @@ class FlowMatching:
         guidance: float = 1.0,
         uncond_velocity: Callable[[Tensor, Tensor], Tensor] | None = None,
     ) -> Tensor:
-        """Euler integration of dx/ds = v from s = sigmas[0] to sigmas[-1].
+        """``euler_sample`` of a network fed per-frame timesteps, some frames possibly held clean.
 
         Args:
             velocity: ``f(x, timesteps (B, T)) -> v``, the conditional prediction.
@@ -116,15 +170,16 @@ class FlowMatching:
         mask = torch.ones(t, dtype=torch.bool, device=noise.device) if frame_mask is None else frame_mask.to(noise.device)
         if not mask.all() and clean is None:
             raise ValueError("clean latents are needed for frames outside frame_mask")
-        if guidance != 1.0 and uncond_velocity is None:
-            raise ValueError("guidance != 1 needs uncond_velocity")
         m = mask[None, None, :, None, None]
+
+        def masked(f: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, float], Tensor]:
+            # Held frames see timestep 0 and get no velocity, so Euler steps leave them as they are.
+            def v(x: Tensor, s: float) -> Tensor:
+                ts = torch.where(mask, s * TIMESTEP_SCALE, 0.0).expand(b, t).to(noise.dtype)
+                return torch.where(m, f(x, ts), 0.0)
+            return v
+
         x = noise if mask.all() else torch.where(m, noise, clean)
-        for s, s_next in zip(sigmas[:-1].tolist(), sigmas[1:].tolist()):
-            ts = torch.where(mask, s * TIMESTEP_SCALE, 0.0).expand(b, t).to(noise.dtype)
-            v = velocity(x, ts)
-            if guidance != 1.0:
-                v_u = uncond_velocity(x, ts)
-                v = v_u + guidance * (v - v_u)
-            x = torch.where(m, x + (s_next - s) * v, x)
-        return x
+        uncond = None if uncond_velocity is None else masked(uncond_velocity)
+        return euler_sample(masked(velocity), x, sigmas, guidance, uncond)
+

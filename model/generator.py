@@ -4,6 +4,7 @@ fixed-size state (``dit.stream``), the way SANA-WM's autoregressive student runs
     state = gen.prefill(first_latent)                  # frame 0, the clean image condition
     clean = gen.denoise_chunk(state, cam, pl, noise)   # few Euler steps, state read-only
     state = gen.commit(state, clean, cam, pl)          # one t = 0 pass writes the chunk
+    clean, state = gen.advance(state, cam, pl, noise)  # the two together
 
 Chunks are cut as ``model.chunks`` says, as the chunk-causal model was trained: the first is the
 pending frame 0 plus the first generated frames, later chunks are the generated frames alone.
@@ -12,12 +13,13 @@ Everything is batched over worlds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from .dit import SanaWMDiT, StreamState
-from .flow import FlowMatching
+from .flow import FlowMatching, euler_sample
 
 Tensor = torch.Tensor
 
@@ -91,24 +93,27 @@ class StreamingGenerator:
             return x, ts
         return torch.cat([state.pending.to(x.dtype), x], dim=2), torch.cat([torch.zeros(b, 1, device=x.device), ts], dim=1)
 
-    @torch.no_grad()
     def denoise_chunk(self, state: WorldState, camera: Tensor, plucker: Tensor, noise: Tensor,
-                      prompt_embeds: Tensor | None = None, prompt_mask: Tensor | None = None) -> Tensor:
+                      prompt_embeds: Tensor | None = None, prompt_mask: Tensor | None = None,
+                      exit_step: int | None = None) -> Tensor:
         """Clean latents (B, C, T_new, h, w) of the next chunk from ``noise`` of that shape.
 
         ``camera`` (B, T, 20) and ``plucker`` cover the whole chunk the DiT sees: with the pending first
-        frame in front before the first chunk is written. ``state`` is only read.
+        frame in front before the first chunk is written. ``state`` is only read. Gradients follow the
+        caller's grad mode; ``exit_step`` (see ``euler_sample``) returns that step's clean estimate,
+        with gradient through that step alone.
         """
-        x = noise
         t_new = noise.shape[2]
-        for s, s_next in zip(self.sigmas[:-1].tolist(), self.sigmas[1:].tolist()):
-            xc, ts = self._chunk(state, x, s)
-            v, _ = self.dit.stream(xc, ts, state.dit, prompt_embeds, prompt_mask, camera, plucker, window=self.window)
-            if self.guidance != 1.0:
-                v_null, _ = self.dit.stream(xc, ts, state.dit, None, None, camera, plucker, window=self.window)
-                v = v_null + self.guidance * (v - v_null)
-            x = x + (s_next - s) * v[:, :, -t_new:]
-        return x
+
+        def velocity(prompt: Tensor | None, mask: Tensor | None) -> Callable[[Tensor, float], Tensor]:
+            def v(x: Tensor, s: float) -> Tensor:
+                xc, ts = self._chunk(state, x, s)
+                out, _ = self.dit.stream(xc, ts, state.dit, prompt, mask, camera, plucker, window=self.window)
+                return out[:, :, -t_new:]  # the pending first frame is context, not sampled
+            return v
+
+        uncond = velocity(None, None) if self.guidance != 1.0 else None
+        return euler_sample(velocity(prompt_embeds, prompt_mask), noise, self.sigmas, self.guidance, uncond, exit_step)
 
     @torch.no_grad()
     def commit(self, state: WorldState, clean: Tensor, camera: Tensor, plucker: Tensor,
@@ -117,3 +122,11 @@ class StreamingGenerator:
         xc, ts = self._chunk(state, clean, 0.0)
         _, dit_state = self.dit.stream(xc, ts, state.dit, prompt_embeds, prompt_mask, camera, plucker, window=self.window)
         return WorldState(dit_state, None)
+
+    def advance(self, state: WorldState, camera: Tensor, plucker: Tensor, noise: Tensor, exit_step: int | None = None,
+                prompt_embeds: Tensor | None = None, prompt_mask: Tensor | None = None) -> tuple[Tensor, WorldState]:
+        """One chunk: ``denoise_chunk`` then ``commit``. Returns the clean chunk (B, C, T_new, h, w),
+        carrying gradient as ``denoise_chunk`` gives it, and the state with the chunk written (always
+        without gradient, as self-forcing refills its cache from the detached clean chunk)."""
+        clean = self.denoise_chunk(state, camera, plucker, noise, prompt_embeds, prompt_mask, exit_step)
+        return clean, self.commit(state, clean, camera, plucker, prompt_embeds, prompt_mask)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from .checkpoint_io import load_strict
 from .chunks import CHUNK_FRAMES
 from .dit import timestep_embedding
+from .flow import euler_sample
 
 Tensor = torch.Tensor
 log = logging.getLogger(__name__)
@@ -328,19 +329,19 @@ class SanaWMRefiner(nn.Module):
             layers.append(LayerCache(layer.sink_k, layer.sink_v, hk[:, hk.shape[1] - keep :], hv[:, hv.shape[1] - keep :]))
         return RefinerCache(layers=layers, sink_frames=cache.sink_frames, history_frames=history)
 
-    @torch.no_grad()
     def refine_block(self, clean: Tensor, frames: Tensor, cache: RefinerCache, fps: float = 16.0,
                      sigmas: tuple[float, ...] = STAGE2_SIGMAS, generator: torch.Generator | None = None,
                      prompt_embeds: Tensor | None = None, prompt_mask: Tensor | None = None) -> Tensor:
         """Re-noise one block of stage-1 latents (B, C, T, H, W) at ``frames`` to sigmas[0] and take
-        it back to 0 with Euler steps, attending to ``cache``."""
+        it back to 0 with Euler steps, attending to ``cache``. Gradients follow the caller's grad mode."""
         b, _, t = clean.shape[:3]
         noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype).to(clean.device)  # CPU generator
         x = (1 - sigmas[0]) * clean + sigmas[0] * noise
-        for s, s_next in zip(sigmas[:-1], sigmas[1:]):
-            v = self(x, torch.full((b, t), s, device=clean.device), frames, fps, prompt_embeds, prompt_mask, cache)
-            x = x + (s_next - s) * v
-        return x
+
+        def velocity(x: Tensor, s: float) -> Tensor:
+            return self(x, torch.full((b, t), s, device=clean.device), frames, fps, prompt_embeds, prompt_mask, cache)
+
+        return euler_sample(velocity, x, sigmas)
 
     @torch.no_grad()
     def refine(self, latents: Tensor, fps: float = 16.0, sigmas: tuple[float, ...] = STAGE2_SIGMAS, block_size: int = CHUNK_FRAMES,

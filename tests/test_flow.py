@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from model.flow import FlowMatching, shift_sigma
 from model.chunks import chunk_bounds
+from model.flow import FlowMatching, euler_sample, shift_sigma
 
 
 def test_path_and_target():
@@ -81,3 +81,69 @@ def test_guidance_combines_predictions():
     assert out.item() == pytest.approx(-4.0)
     with pytest.raises(ValueError, match="uncond_velocity"):
         fm.sample(lambda x, t: x, noise, torch.tensor([1.0, 0.0]), guidance=2.0)
+
+
+def _field(weight):
+    """A nonlinear velocity v(x, s) = weight * tanh(x) + s, recording the grad mode of each call."""
+    calls = []
+
+    def v(x, s):
+        calls.append(torch.is_grad_enabled())
+        return weight * torch.tanh(x) + s
+    return v, calls
+
+
+def test_euler_sample_steps_and_takes_any_sigma_sequence():
+    x = torch.randn(2, 3)
+    v, calls = _field(torch.tensor(0.7))
+    sigmas = [1.0, 0.625, 0.25, 0.0]  # exact in float32, so a tensor of them walks the same grid
+    expected = x
+    for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+        expected = expected + (s_next - s) * (0.7 * torch.tanh(expected) + s)
+    assert torch.equal(euler_sample(v, x, sigmas), expected)
+    assert torch.equal(euler_sample(v, x, torch.tensor(sigmas)), expected) and len(calls) == 6
+
+
+def test_exit_at_the_last_step_is_the_full_euler_result():
+    x = torch.randn(2, 3, 4)
+    v, _ = _field(torch.tensor(1.3))
+    sigmas = FlowMatching(shift=3.0).schedule(4)  # ends at 0
+    assert torch.equal(euler_sample(v, x, sigmas, exit_step=3), euler_sample(v, x, sigmas))
+
+
+@pytest.mark.parametrize("k", [0, 1, 2])
+def test_exit_step_returns_that_steps_clean_estimate_with_gradient_through_it_alone(k):
+    x = torch.randn(4, 5)
+    weight = torch.tensor(0.9, requires_grad=True)
+    sigmas = [1.0, 0.75, 0.4, 0.0]
+    v, calls = _field(weight)
+    out = euler_sample(v, x, sigmas, exit_step=k)
+    assert calls == [False] * k + [True], "steps before the exit run without gradient"
+    with torch.no_grad():
+        x_k = euler_sample(v, x, sigmas[: k + 1]) if k else x
+    s = sigmas[k]
+    torch.testing.assert_close(out, x_k - s * (weight * torch.tanh(x_k) + s), atol=0, rtol=0)
+    out.sum().backward()
+    # d/dw of x_k - s (w tanh(x_k) + s) with x_k held constant: only the exit step's call counts.
+    torch.testing.assert_close(weight.grad, -s * torch.tanh(x_k).sum())
+
+
+def test_exit_step_follows_the_callers_grad_mode():
+    weight = torch.tensor(0.5, requires_grad=True)
+    v, calls = _field(weight)
+    with torch.no_grad():
+        out = euler_sample(v, torch.randn(3), [1.0, 0.5, 0.0], exit_step=1)
+    assert calls == [False, False] and not out.requires_grad
+
+
+@pytest.mark.parametrize("k", [-1, 3, 7])
+def test_exit_step_out_of_range_is_rejected(k):
+    with pytest.raises(ValueError, match=r"exit_step must be in \[0, 2\]"):
+        euler_sample(lambda x, s: x, torch.zeros(1), [1.0, 0.5, 0.2, 0.0], exit_step=k)
+
+
+def test_euler_sample_rejects_bad_input():
+    with pytest.raises(ValueError, match="at least 2 noise levels"):
+        euler_sample(lambda x, s: x, torch.zeros(1), [1.0])
+    with pytest.raises(ValueError, match="uncond_velocity"):
+        euler_sample(lambda x, s: x, torch.zeros(1), [1.0, 0.0], guidance=2.0)

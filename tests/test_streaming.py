@@ -1,11 +1,15 @@
-"""Streaming the DiT chunk by chunk with a carried state equals the chunk-causal forward, and the
-state stays the same size however long the video runs."""
+"""Streaming the DiT chunk by chunk with a carried state equals the chunk-causal forward, the state
+stays the same size however long the video runs, and the generator advances a chunk with or without
+gradient."""
 
 import pytest
 import torch
 
 from model import SanaWMDiT, dit_config
 from model.camera import se3, so3_exp
+from model.chunks import CHUNK_FRAMES
+from model.dit import _map_tensors
+from model.generator import StreamingGenerator
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +105,48 @@ def test_windowed_streaming_forgets_old_chunks_in_softmax_blocks_only(model):
     assert not torch.allclose(a, b)  # the softmax block no longer sees chunk 1
     with pytest.raises(ValueError, match="window must be >= 0"):
         model.stream(**_slice(inputs, 0, 4), state=model.empty_stream(), window=-2)
+
+
+def _chunk_inputs(b=2, seed=1):
+    """A first latent frame, the first chunk's camera inputs (frame 0 + CHUNK_FRAMES) and its noise."""
+    inputs = _inputs(1 + CHUNK_FRAMES, b=b, seed=seed)
+    first = inputs["latents"][:, :, :1]
+    return first, inputs["camera"], inputs["plucker"], torch.randn_like(inputs["latents"][:, :, 1:])
+
+
+def _requires_grad(state):
+    flags = []
+    _map_tensors(state.dit.blocks, lambda t: flags.append(t.requires_grad) or t)
+    return flags
+
+
+def test_advance_is_denoise_then_commit(model):
+    gen = StreamingGenerator(model, steps=3)
+    first, cam, pl, noise = _chunk_inputs()
+    with torch.no_grad():
+        state = gen.prefill(first)
+        clean = gen.denoise_chunk(state, cam, pl, noise)
+        committed = gen.commit(state, clean, cam, pl)
+        got, new_state = gen.advance(state, cam, pl, noise)
+    assert torch.equal(got, clean) and got.shape == noise.shape
+    assert new_state.frames == committed.frames == 1 + CHUNK_FRAMES and new_state.pending is None
+    assert new_state.dit.blocks[0].attn.gdn.kv.equal(committed.dit.blocks[0].attn.gdn.kv)
+
+
+def test_advance_with_an_exit_step_carries_gradient_through_that_step_only(model):
+    gen = StreamingGenerator(model, steps=3)
+    first, cam, pl, noise = _chunk_inputs()
+    with torch.no_grad():
+        state = gen.prefill(first)
+        full, _ = gen.advance(state, cam, pl, noise)
+    clean, new_state = gen.advance(state, cam, pl, noise, exit_step=2)
+    torch.testing.assert_close(clean, full, atol=0, rtol=0)  # the last step's x0 estimate is the Euler result
+    assert clean.requires_grad and not any(_requires_grad(new_state)), "the state is written without gradient"
+    clean.square().mean().backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    model.zero_grad(set_to_none=True)
+    # No decorator turns gradients off: without exit_step they flow through every step.
+    assert gen.denoise_chunk(state, cam, pl, noise).requires_grad
+    with pytest.raises(ValueError, match=r"exit_step must be in \[0, 2\]"):
+        gen.advance(state, cam, pl, noise, exit_step=3)
