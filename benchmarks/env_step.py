@@ -34,12 +34,12 @@ def _rss_mb() -> float:
 
 
 def _world(variant: str):
-    from model import VAE_SIZES, CausalVideoVAE, SanaWMDiT, dit_config
+    from model import CausalVideoVAE, SanaWMDiT, dit_config, world_size
     from model.world import WorldInfo, WorldModel
 
     torch.manual_seed(0)
     cfg = dit_config("small", softmax_every_n=1) if variant == "softmax" else dit_config("small")
-    return WorldModel(SanaWMDiT(cfg), CausalVideoVAE(VAE_SIZES["small"]), None, WorldInfo()).eval()
+    return WorldModel(SanaWMDiT(cfg), CausalVideoVAE(world_size("small").vae), None, WorldInfo()).eval()
 
 
 def throughput(num_envs: int, steps: int, denoise_steps: int) -> dict:

@@ -2,14 +2,14 @@
 
 ``DiTConfig`` uses the field names of the release's ``config.json`` where a field exists there, so a
 folder written by the reference's ``save_pretrained`` maps onto it one to one. Presets live in
-``DIT_SIZES`` and are registered with Hydra's ConfigStore under the group ``model``.
+``DIT_SIZES``; ``dit_config`` hands out copies of them (``configs.register_configs`` offers them to
+Hydra as the group ``model``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-
-from hydra.core.config_store import ConfigStore
+import copy
+from dataclasses import dataclass, fields, replace
 
 
 @dataclass
@@ -82,32 +82,11 @@ DIT_SIZES: dict[str, DiTConfig] = {
 
 
 def dit_config(size: str, **overrides: object) -> DiTConfig:
-    """The preset ``size`` (see ``DIT_SIZES``), with fields replaced by ``overrides``."""
+    """A copy of the preset ``size`` (see ``DIT_SIZES``), with fields replaced by ``overrides``."""
     if size not in DIT_SIZES:
         raise ValueError(f"size must be one of {sorted(DIT_SIZES)}, got {size!r}")
-    base = DIT_SIZES[size]
     known = {f.name for f in fields(DiTConfig)}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f"unknown DiTConfig field(s) {unknown}")
-    values = {f.name: getattr(base, f.name) for f in fields(DiTConfig)}
-    values.update(overrides)
-    return DiTConfig(**values)
-
-
-@dataclass
-class ModelConfig:
-    """The ``model`` config group: which DiT size to build."""
-
-    size: str = "small"
-    dit: DiTConfig = field(default_factory=lambda: DIT_SIZES["small"])
-
-
-def register_configs() -> None:
-    """Register every preset as ``model=<size>`` with Hydra's ConfigStore."""
-    cs = ConfigStore.instance()
-    for name, cfg in DIT_SIZES.items():
-        cs.store(group="model", name=name, node=ModelConfig(size=name, dit=cfg))
-
-
-register_configs()
+    return replace(copy.deepcopy(DIT_SIZES[size]), **overrides)

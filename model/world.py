@@ -19,14 +19,13 @@ import torch.nn as nn
 
 from .atomic import write_text_atomic
 from .checkpoint import load_model, save_model
-from .config import dit_config
 from .dit import SanaWMDiT
-from .refiner import REFINER_SIZES, SanaWMRefiner
-from .vae import VAE_SIZES, CausalVideoVAE
+from .refiner import SanaWMRefiner
+from .sizes import world_size
+from .vae import CausalVideoVAE
 
 # The world the package ships, once trained (see the training scripts); absent until then.
 DEFAULT_WORLD = Path(__file__).resolve().parent.parent / "sanawm_env" / "assets" / "world-small"
-WORLD_SIZES = ("tiny", "small")
 
 
 @dataclass
@@ -52,14 +51,14 @@ class WorldModel(nn.Module):
 
 
 def fresh_world(size: str = "small", height: int = 64, width: int = 64, seed: int = 0, refiner: bool = True) -> WorldModel:
-    """An untrained world of ``size`` (deterministic initialisation from ``seed``)."""
-    if size not in WORLD_SIZES:
-        raise ValueError(f"size must be one of {WORLD_SIZES}, got {size!r}")
+    """An untrained world of ``size`` (one of ``model.sizes.WORLD_SIZES``; deterministic
+    initialisation from ``seed``)."""
+    configs = world_size(size)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        dit = SanaWMDiT(dit_config(size))
-        vae = CausalVideoVAE(VAE_SIZES[size])
-        ref = SanaWMRefiner(REFINER_SIZES[size]) if refiner else None
+        dit = SanaWMDiT(configs.dit)
+        vae = CausalVideoVAE(configs.vae)
+        ref = SanaWMRefiner(configs.refiner) if refiner else None
     return WorldModel(dit, vae, ref, WorldInfo(height=height, width=width, size=size)).eval()
 
 

@@ -50,9 +50,10 @@ def test_bad_files_fail_with_the_path(tmp_path):
 
 
 def test_every_model_kind_round_trips(tmp_path):
-    from model import REFINER_SIZES, VAE_SIZES, CausalVideoVAE, SanaWMRefiner
+    from model import CausalVideoVAE, SanaWMRefiner, world_size
 
-    for model in (CausalVideoVAE(VAE_SIZES["tiny"]), SanaWMRefiner(REFINER_SIZES["tiny"])):
+    size = world_size("tiny")
+    for model in (CausalVideoVAE(size.vae), SanaWMRefiner(size.refiner)):
         path = save_model(tmp_path / f"{type(model).__name__}.safetensors", model)
         loaded = load_model(path)
         assert type(loaded) is type(model) and loaded.config == model.config

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from model.refiner import REFINER_SIZES, RefinerConfig, SanaWMRefiner, refiner_config_from_reference
+from model.refiner import RefinerConfig, SanaWMRefiner, refiner_config_from_reference
+from model.sizes import world_size
 
 diffusers_refiner = pytest.importorskip("diffusers.models.transformers.transformer_sana_wm_refiner")
 
@@ -105,7 +106,7 @@ def test_cached_window_matches(pair):
 
 def test_refine_keeps_the_sink_and_is_seeded():
     torch.manual_seed(0)
-    model = SanaWMRefiner(REFINER_SIZES["tiny"]).eval()
+    model = SanaWMRefiner(world_size("tiny").refiner).eval()
     z = torch.randn(1, 8, 7, 2, 3)
     a = model.refine(z, generator=torch.Generator().manual_seed(0))
     b = model.refine(z, generator=torch.Generator().manual_seed(0))
@@ -116,7 +117,7 @@ def test_refine_keeps_the_sink_and_is_seeded():
 
 def test_paper_refiner_size_and_bad_configs():
     with torch.device("meta"):
-        ours = SanaWMRefiner(REFINER_SIZES["paper"])
+        ours = SanaWMRefiner(RefinerConfig())  # the defaults are the release's size
     n = sum(p.numel() for name, p in ours.named_parameters() if name != "null_prompt")
     print(f"paper refiner (video stream): {n / 1e9:.2f}B parameters")
     assert 10e9 < n < 16e9

@@ -3,13 +3,14 @@
 import pytest
 import torch
 
-from model.vae import VAE_SIZES, CausalVideoVAE, LTX2VideoVAE, VAEConfig
+from model.sizes import world_size
+from model.vae import CausalVideoVAE, LTX2VideoVAE, VAEConfig
 
 
 @pytest.fixture(scope="module")
 def vae():
     torch.manual_seed(0)
-    model = CausalVideoVAE(VAE_SIZES["tiny"]).eval()
+    model = CausalVideoVAE(world_size("tiny").vae).eval()
     with torch.no_grad():  # wake the zero-initialised temporal convs so the test sees them
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
