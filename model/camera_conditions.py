@@ -133,3 +133,13 @@ def action_string_to_c2w(
         pose[:3, 3] = poses[-1][:3, 3] + move
         poses.append(pose.copy())
     return np.stack(poses).astype(np.float32)
+
+
+def null_camera(camera: Tensor, plucker: Tensor) -> tuple[Tensor, Tensor]:
+    """The "no camera" condition for classifier-free guidance and camera dropout: every frame at the
+    first frame's pose (identity relative poses, intrinsics kept, so the UCPE ray frames stay
+    invertible; zeroed poses are singular and turn training to NaN) and zero Plucker maps, which no
+    real camera produces (ray directions are unit vectors)."""
+    null = camera.clone()
+    null[..., :16] = torch.eye(4, dtype=camera.dtype, device=camera.device).reshape(16)
+    return null, torch.zeros_like(plucker)

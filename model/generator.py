@@ -95,8 +95,11 @@ class StreamingGenerator:
 
     def denoise_chunk(self, state: WorldState, camera: Tensor, plucker: Tensor, noise: Tensor,
                       prompt_embeds: Tensor | None = None, prompt_mask: Tensor | None = None,
-                      exit_step: int | None = None) -> Tensor:
+                      exit_step: int | None = None, sigmas: Tensor | None = None) -> Tensor:
         """Clean latents (B, C, T_new, h, w) of the next chunk from ``noise`` of that shape.
+
+        ``sigmas`` replaces the generator's levels for this call and may stop above 0 (a segment of
+        a schedule: the teacher's ODE trajectories are recorded at the student's levels).
 
         ``camera`` (B, T, 20) and ``plucker`` cover the whole chunk the DiT sees: with the pending first
         frame in front before the first chunk is written. ``state`` is only read. Gradients follow the
@@ -113,7 +116,8 @@ class StreamingGenerator:
             return v
 
         uncond = velocity(None, None) if self.guidance != 1.0 else None
-        return euler_sample(velocity(prompt_embeds, prompt_mask), noise, self.sigmas, self.guidance, uncond, exit_step)
+        sigmas = self.sigmas if sigmas is None else sigmas
+        return euler_sample(velocity(prompt_embeds, prompt_mask), noise, sigmas, self.guidance, uncond, exit_step)
 
     @torch.no_grad()
     def commit(self, state: WorldState, clean: Tensor, camera: Tensor, plucker: Tensor,

@@ -2,6 +2,7 @@
 
     sanawm demo [key=value ...]          one rollout -> video + trajectory plot (Hydra overrides)
     sanawm data generate --out DIR ...   render training clips from procedural worlds
+    sanawm train stage=<stage> ...       one stage of the training recipe (Hydra overrides)
 """
 
 from __future__ import annotations
@@ -131,6 +132,12 @@ def _data_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from .train import main as train_main
+
+    return train_main(args.overrides)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -169,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--trajectories", nargs="+", choices=sorted(TRAJECTORIES), default=list(TRAJECTORIES), help="kinds of camera path to draw from")
     gen.add_argument("--depth", action="store_true", help="also store metric z-depth (float16)")
     gen.set_defaults(func=_data_generate)
+
+    train = sub.add_parser("train", help="train a world: one stage of the recipe (vae, latents, bidirectional, chunk_causal, "
+                           "ode, self_forcing, refiner)", prefix_chars="\0")
+    train.add_argument("overrides", nargs="*", help="Hydra overrides of configs/train/train.yaml, e.g. stage=vae data=clips out=runs/vae")
+    train.set_defaults(func=_train)
     return parser
 
 

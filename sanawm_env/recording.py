@@ -6,29 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from model.video import write_video
+
 from .scene import Scene
 
-
-def write_video(path: str | Path, frames: np.ndarray, fps: float = 16.0) -> Path:
-    """Write frames (T, H, W, 3) uint8 to ``path`` (.mp4 through ffmpeg, or .gif)."""
-    import imageio
-
-    frames = np.asarray(frames)
-    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"frames must be uint8 with shape (T, H, W, 3), got {frames.dtype} {frames.shape}")
-    path = Path(path)
-    if path.suffix not in (".mp4", ".gif"):
-        raise ValueError(f"video path must end in .mp4 or .gif, got {path.name!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    if path.suffix == ".gif":
-        imageio.mimwrite(tmp, list(frames), duration=1000 / fps, loop=0)
-    else:
-        # H.264 in yuv420p needs even sizes: pad by repeating the last row / column.
-        frames = np.pad(frames, ((0, 0), (0, frames.shape[1] % 2), (0, frames.shape[2] % 2), (0, 0)), mode="edge")
-        imageio.mimwrite(tmp, list(frames), fps=fps, codec="libx264", quality=8, macro_block_size=1)
-    tmp.replace(path)
-    return path
+__all__ = ["plot_trajectory", "write_video"]
 
 
 def plot_trajectory(path: str | Path, poses: np.ndarray, scene: Scene | None = None, title: str | None = None) -> Path:
