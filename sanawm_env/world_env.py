@@ -12,6 +12,8 @@ import torch
 from gymnasium.error import ResetNeeded
 from gymnasium.vector.utils import batch_space
 
+from model.camera import delta_steps, intrinsics_from_fov
+from model.rollout import WorldRollout
 from model.world import WorldModel, default_world, load_world
 
 from .common import (RENDER_FPS, action_space, check_action, check_options, check_pose, check_positive_float,
@@ -19,7 +21,6 @@ from .common import (RENDER_FPS, action_space, check_action, check_options, chec
 from .render import render
 from .scene import generate_scene
 from .tasks import make_task
-from .worlds import WorldBatch
 
 RESET_OPTIONS = ("image", "prompt", "scene_seed", "pose", "resize")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -54,9 +55,10 @@ class _WorldEnvBase:
         if refine_every < 0 or refine_window < 0:
             raise ValueError(f"refine_every and refine_window must be >= 0, got {refine_every}, {refine_window}")
         world = _world(checkpoint, size, height, width)
-        self.worlds = WorldBatch(world, num, steps, window, fov_deg, refine_every, refine_window, device, DTYPES[dtype])
+        intrinsics = intrinsics_from_fov(fov_deg, height, width).float()
+        self.worlds = WorldRollout(world, num, intrinsics, steps, window, refine_every, refine_window, device, DTYPES[dtype])
         self.height, self.width = height, width
-        self.frames_per_step = self.worlds.frames_per_step
+        self.frames_per_step = self.worlds.frames_per_chunk  # one step is one chunk
         self.step_seconds = self.frames_per_step / world.info.fps
         self.step_scale = np.array([max_translation] * 3 + [max_rotation] * 3)
         self.fov_deg = fov_deg
@@ -98,7 +100,8 @@ class _WorldEnvBase:
         if options.get("prompt") is not None:
             raise ValueError("options['prompt']: this world has no text encoder; it generates from images alone")
         image, pose, seed = self._first_frame(rng, options)
-        self.worlds.reset(i, image, pose, rng)
+        with torch.inference_mode():
+            self.worlds.start(i, image, pose, rng)
         self._obs[i] = image
         self._steps[i] = 0
         info = {"pose": pose.astype(np.float32), "poses": pose[None].astype(np.float32), "frames": image[None],
@@ -107,19 +110,32 @@ class _WorldEnvBase:
         info.update(self.tasks[i].reset(pose))
         return info
 
+    def _camera_path(self, start: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        """Poses (F, 4, 4) of the step's raw frames: the 6-DoF ``delta`` (metres, radians) spread
+        evenly over them from the ``start`` pose."""
+        increments = delta_steps(torch.from_numpy(delta), self.frames_per_step).numpy()
+        poses = np.empty((self.frames_per_step, 4, 4))
+        pose = start
+        for k, increment in enumerate(increments):
+            pose = pose @ increment
+            poses[k] = pose
+        return poses
+
     def _step_worlds(self, indices: list[int], actions: np.ndarray) -> list[tuple[np.ndarray, float, bool, dict]]:
-        deltas = np.stack([check_action(a) * self.step_scale for a in actions])
-        out = self.worlds.step(indices, deltas)
+        poses = np.stack([self._camera_path(self.worlds.slots[i].pose, check_action(a) * self.step_scale)
+                          for i, a in zip(indices, actions)])
+        with torch.inference_mode():
+            out = self.worlds.step(indices, poses)
         results = []
         for row, i in enumerate(indices):
             self._steps[i] += 1
-            self._obs[i] = out["frames"][row, -1]
-            reward, terminated, task_info = self.tasks[i].step(out["poses"][row], False)
-            info = {"pose": out["poses"][row, -1].astype(np.float32), "poses": out["poses"][row].astype(np.float32),
-                    "frames": out["frames"][row], "collision": False, "refined": bool(out["refined"][row]),
+            self._obs[i] = out.frames[row, -1]
+            reward, terminated, task_info = self.tasks[i].step(poses[row], False)
+            info = {"pose": poses[row, -1].astype(np.float32), "poses": poses[row].astype(np.float32),
+                    "frames": out.frames[row], "collision": False, "refined": bool(out.refined[row]),
                     "step": self._steps[i], "intrinsics": self.worlds.intrinsics.numpy().copy()}
             if self.timings:
-                info["seconds"] = out["seconds"]
+                info["seconds"] = out.seconds
             info.update(task_info)
             results.append((self._obs[i].copy(), float(reward), bool(terminated), info))
         return results
@@ -141,8 +157,8 @@ class SanaWMEnv(_WorldEnvBase, gym.Env[np.ndarray, np.ndarray]):
     ``Box(0, 255, (height, width, 3), uint8)``: the last raw frame of the step.
 
     ## Step
-    One latent chunk: 3 latent frames = ``3 * temporal_stride`` raw frames at 16 fps (12 frames =
-    0.75 s for the default world).
+    One latent chunk (``model.chunks.CHUNK_FRAMES`` = 3 latent frames) = ``3 * temporal_stride`` raw
+    frames at 16 fps (12 frames = 0.75 s for the default world), generated by ``model.rollout``.
 
     ## Rewards, Episode End
     From the task, as in ``SanaWM-GT-v0`` (``explore`` by default). Truncation at the registered limit
