@@ -1,4 +1,5 @@
-"""Flow matching: the noising path, training targets and timesteps, and the Euler sampler.
+"""Flow matching: the noising path, training targets and timesteps, and the one Euler sampler
+(``euler_sample``) that every sampling loop of the project runs.
 
 Path x_s = (1 - s) x0 + s eps for s in [0, 1]; the network predicts the velocity v = eps - x0 and is
 fed the timestep 1000 s. Training draws s from a logit-normal distribution and shifts it towards
