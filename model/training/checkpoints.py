@@ -125,6 +125,8 @@ def restore(payload: dict[str, Any], modules: dict[str, nn.Module], optimizers: 
     for k, m in modules.items():
         set_model_state_dict(m, payload["modules"][k], options=StateDictOptions(full_state_dict=True))
     for k, o in optimizers.items():
-        set_optimizer_state_dict(modules[k], o, payload["optimizers"][k], options=StateDictOptions(full_state_dict=True))
+        # strict=False: parameters that never received a gradient (the release's unused raymap
+        # embedder) have no optimiser state to restore.
+        set_optimizer_state_dict(modules[k], o, payload["optimizers"][k], options=StateDictOptions(full_state_dict=True, strict=False))
     for k, e in emas.items():
         e.load_state_dict(payload["emas"][k])

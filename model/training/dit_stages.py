@@ -88,9 +88,10 @@ class LatentStage(Stage):
 
     @torch.no_grad()
     def samples(self, folder: Path, step: int) -> list[Path]:
-        dit = self.final_weights("dit").to(self.d.device)
+        dit = self.final_weights("dit")
         if not self.d.main:
             return []
+        dit = dit.to(self.d.device)
         item = self.dataset[0]
         x0, camera, plucker = item["latents"][None], item["camera"][None], item["plucker"][None]
         dev = self.d.device

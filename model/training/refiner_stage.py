@@ -87,9 +87,10 @@ class RefinerStage(LatentStage):
 
     @torch.no_grad()
     def samples(self, folder: Path, step: int) -> list[Path]:
-        refiner = self.final_weights("refiner").to(self.d.device)
+        refiner = self.final_weights("refiner")
         if not self.d.main:
             return []
+        refiner = refiner.to(self.d.device)
         item = self.dataset[0]
         dev = self.d.device
         x0, camera, plucker = item["latents"][None].to(dev), item["camera"][None].to(dev), item["plucker"][None].to(dev)

@@ -168,17 +168,18 @@ class Stage:
             return torch.autocast(self.d.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def final_weights(self, name: str) -> nn.Module:
-        """A plain copy of ``name`` with its EMA (or current) weights, for samples and export; a
-        collective under FSDP, so every process calls it."""
-        payload = checkpoints.gather({name: self.wrapped[name]}, {}, {})
+    def final_weights(self, name: str) -> nn.Module | None:
+        """A plain copy of ``name`` with its EMA (or current) weights, for samples and export, on the
+        main process (None on the others); a collective under FSDP, so every process calls it."""
+        payload = checkpoints.gather({name: self.wrapped[name]}, {}, {name: self.emas[name]} if name in self.emas else {})
+        if not self.d.main:
+            return None
         state = {}
         for k, v in payload["modules"][name].items():
             while k.startswith("module."):  # the Methods router (and DDP) prefixes
                 k = k.removeprefix("module.")
             state[k] = v
-        if name in self.emas:
-            state.update(self.emas[name].state_dict())
+        state.update(payload["emas"].get(name, {}))
         copy = type(self.plain[name])(self.plain[name].config)
         copy.load_state_dict(state)
         return copy.eval()

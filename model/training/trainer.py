@@ -86,8 +86,9 @@ def _train(cfg: TrainConfig, d: Dist) -> dict[str, Any]:
         return {"stage": "latents", "out": str(run_latents(cfg, d))}
     if ckpt.exists() and not cfg.resume:
         raise FileExistsError(f"{ckpt} exists: pass resume=true to continue that run, or choose another out")
-    torch.manual_seed(cfg.seed + d.rank)
+    torch.manual_seed(cfg.seed)  # the same initial weights in every process (FSDP2 shards them as they are)
     stage = make_stage(cfg, d)
+    torch.manual_seed(cfg.seed + d.rank)
     start = 0
     if cfg.resume:
         payload = checkpoints.load(ckpt, cfg.stage, cfg.world)

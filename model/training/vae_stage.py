@@ -72,9 +72,10 @@ class VAEStage(Stage):
 
     @torch.no_grad()
     def samples(self, folder: Path, step: int) -> list[Path]:
-        vae = self.final_weights("vae").to(self.d.device)
+        vae = self.final_weights("vae")
         if not self.d.main:
             return []
+        vae = vae.to(self.d.device)
         video = video_tensor(self.dataset[0]["frames"][None]).to(self.d.device)
         recon, _ = vae.decode(vae.encode(video))
         frames = np.concatenate([to_uint8(recon)[0], to_uint8(video)[0]], axis=2)  # reconstruction | ground truth
@@ -82,15 +83,17 @@ class VAEStage(Stage):
 
     @torch.no_grad()
     def export(self, out: Path) -> Path:
-        vae = self.final_weights("vae").to(self.d.device)
+        vae = self.final_weights("vae")
         path = out / "vae.safetensors"
         if self.d.main:
+            vae = vae.to(self.d.device)
             n = min(self.cfg.vae_stage.stats_clips, len(self.dataset))
             means = [vae.moments(video_tensor(self.dataset[i]["frames"][None]).to(self.d.device))[0] for i in range(n)]
             z = torch.cat([m.transpose(0, 1).reshape(m.shape[1], -1) for m in means], dim=1)  # (C, all positions)
             vae.latent_mean.copy_(z.mean(dim=1))
             vae.latent_std.copy_(z.std(dim=1).clamp_min(1e-4))
             save_model(path, vae.cpu(), metadata={"stage": "vae", "clips": len(self.dataset)})
+        self.d.barrier()
         return path
 
 

@@ -1,0 +1,200 @@
+"""`sanawm train`: every stage runs on `tiny` from generated data and leaves a checkpoint and its
+artefact; resume is exact; two processes (DDP, FSDP2 over gloo) equal one with the same global
+batch; bad input fails with errors that name the key or the file."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException
+from safetensors.torch import load_file, save_file
+
+import sanawm_env  # noqa: F401
+from model.training.stage import NonFiniteLoss
+from model.training.trainer import train
+from sanawm.train import compose
+from sanawm_env.datagen import generate_clips
+
+BASE = ["world=tiny", "num_workers=0", "progress=false", "latent_frames=7"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(tmp: Path, stage: str, out: str, *extra: str) -> dict:
+    return train(compose([*BASE, f"stage={stage}", f"out={tmp / out}", *extra]))
+
+
+def params(path: Path, name: str = "dit") -> dict[str, torch.Tensor]:
+    return torch.load(path / "checkpoint.pt", weights_only=False)["modules"][name]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory) -> Path:
+    """clips -> vae -> latents -> bidirectional -> chunk_causal -> ode -> self_forcing -> refiner, 2 steps each."""
+    tmp = tmp_path_factory.mktemp("train")
+    generate_clips(tmp / "clips", clips=4, frames=25, size=(32, 32), seed=0, progress=False)
+    run(tmp, "vae", "vae", f"data={tmp / 'clips'}", "steps=2")
+    run(tmp, "latents", "latents", f"data={tmp / 'clips'}", f"vae={tmp / 'vae'}")
+    lat = f"data={tmp / 'latents'}"
+    run(tmp, "bidirectional", "bi", lat, "steps=2", "optim.ema_decay=0.9")
+    run(tmp, "chunk_causal", "cc", lat, "steps=2", f"init={tmp / 'bi'}")
+    run(tmp, "ode", "ode", lat, "steps=2", f"teacher={tmp / 'cc'}")
+    run(tmp, "self_forcing", "sf", lat, "steps=2", f"teacher={tmp / 'cc'}", f"init={tmp / 'ode'}", "distill.generator_every=1")
+    run(tmp, "refiner", "ref", lat, "steps=2", f"init={tmp / 'sf'}", "refiner.student_prob=1.0")
+    return tmp
+
+
+@pytest.mark.parametrize("stage", ["vae", "bi", "cc", "ode", "sf", "ref"])
+def test_each_stage_writes_checkpoint_metrics_samples_and_export(pipeline, stage):
+    out = pipeline / stage
+    payload = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert payload["step"] == 2 and payload["world"] == "tiny"
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows and all(np.isfinite(v) for r in rows for v in r.values())
+    assert "samples_per_s" in rows[-1]
+    summary = json.loads((out / "summary.json").read_text())
+    assert all(Path(v).stat().st_size > 0 for v in summary["samples"]) and summary["samples"]
+    assert Path(summary["export"]).exists()
+
+
+def test_vae_stage_stores_latent_statistics(pipeline):
+    vae = load_file(str(pipeline / "vae" / "vae.safetensors"))
+    assert not torch.allclose(vae["latent_std"], torch.ones_like(vae["latent_std"]))
+    index = json.loads((pipeline / "latents" / "index.json").read_text())
+    assert index["complete"] and index["num_clips"] == 4 and index["latent_frames"] == 7
+
+
+def test_stages_change_their_weights(pipeline):
+    before = params(pipeline / "cc")  # the teacher: the ode student starts from it
+    after = params(pipeline / "ode")
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    critic = params(pipeline / "sf", "critic")
+    assert any(not torch.equal(before[k], critic[k]) for k in before)
+
+
+def test_self_forcing_student_moves_once_the_critic_differs_from_the_teacher(pipeline):
+    rows = [json.loads(line) for line in (pipeline / "sf" / "metrics.jsonl").read_text().splitlines()]
+    # Step 0 has fake == real (the critic starts as the teacher); step 1 must carry a DMD gradient.
+    assert rows[-1]["dmd_loss"] > 0 and rows[-1]["dit/grad_norm"] > 0
+
+
+def test_exported_world_runs_in_the_env(pipeline):
+    env = gym.make("SanaWM-v0", checkpoint=str(pipeline / "ref" / "world"), size="tiny", height=32, width=32, refine_every=1)
+    obs, _ = env.reset(seed=0)
+    obs, *_ = env.step(env.action_space.sample())
+    assert obs.shape == (32, 32, 3)
+    info = json.loads((pipeline / "ref" / "world" / "world.json").read_text())
+    assert info["trained"] and info["size"] == "tiny" and abs(info["fov_deg"] - 80.0) < 1e-3
+
+
+def test_resume_is_exact(pipeline, tmp_path):
+    lat = f"data={pipeline / 'latents'}"
+    run(tmp_path, "chunk_causal", "straight", lat, "steps=4", "optim.ema_decay=0.5")
+    run(tmp_path, "chunk_causal", "resumed", lat, "steps=2", "optim.ema_decay=0.5")
+    run(tmp_path, "chunk_causal", "resumed", lat, "steps=4", "optim.ema_decay=0.5", "resume=true")
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
+    assert b["step"] == 4
+    for part in ("modules", "emas"):
+        assert all(torch.equal(a[part]["dit"][k], b[part]["dit"][k]) for k in a[part]["dit"])
+
+
+def _torchrun(args: list[str], tmp: Path, port: int) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port), "-m", "sanawm.train", *args]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_equal_one_with_the_same_global_batch(pipeline, tmp_path, strategy):
+    # eps = 1e-6: Adam's default 1e-10 turns reduction-order noise in ~0 gradients into +-lr steps.
+    common = [*BASE, "stage=bidirectional", f"data={pipeline / 'latents'}", "steps=3", "optim.lr=1e-3", "optim.eps=1e-6",
+              "optim.ema_decay=0.9"]
+    train(compose([*common, f"out={tmp_path / 'one'}", "batch_size=2"]))
+    _torchrun([*common, f"out={tmp_path / 'two'}", "batch_size=1", f"strategy={strategy}"], tmp_path, 29400 + (strategy == "fsdp"))
+    a, b = params(tmp_path / "one"), params(tmp_path / "two")
+    assert sorted(a) == sorted(b)
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst < 1e-5, worst  # 3 steps of lr 1e-3: a wrong batch split or unsynced gradients moves weights by ~1e-3
+    moved = max((a[k] - params(pipeline / "bi")[k]).abs().max().item() for k in a)
+    assert moved > 1e-4
+    assert (tmp_path / "two" / "world" / "world.json").exists()
+
+
+# ---- bad input --------------------------------------------------------------------------------
+
+
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(ValueError, match="stage must be one of"):
+        compose(["stage=unknown", "data=x"])
+    with pytest.raises(ValueError, match="world must be one of"):
+        compose(["world=huge", "data=x"])
+    with pytest.raises(ConfigCompositionException, match="bogus"):
+        compose(["bogus=1", "data=x"])
+    with pytest.raises(ConfigCompositionException, match="steps"):
+        compose(["steps=many", "data=x"])
+    with pytest.raises(ValueError, match="latent_frames must be 1 \\+ 3 k"):
+        compose(["latent_frames=6", "data=x"])
+    with pytest.raises(ValueError, match="needs teacher="):
+        compose(["stage=ode", "data=x"])
+
+
+def test_cli_reports_errors_without_a_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "sanawm", "train", "stage=bidirectional", f"data={tmp_path}", f"out={tmp_path / 'o'}"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and "not a latent folder" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_data_errors_name_the_folder(pipeline, tmp_path):
+    with pytest.raises(FileNotFoundError, match="neither a clip folder"):
+        run(tmp_path, "vae", "v", f"data={tmp_path}", "steps=1")  # images without poses, or nothing at all
+    odd = tmp_path / "odd"
+    generate_clips(odd, clips=1, frames=13, size=(36, 36), seed=0, progress=False)
+    with pytest.raises(ValueError, match="not divisible by the VAE's spatial stride 8"):
+        run(tmp_path, "vae", "v2", f"data={odd}", "steps=1", "latent_frames=4")
+    with pytest.raises(ValueError, match="latent_frames=10 asked"):
+        run(tmp_path, "bidirectional", "b", f"data={pipeline / 'latents'}", "steps=1", "latent_frames=10")
+    with pytest.raises(ValueError, match="stages after `latents` read latent folders"):
+        bad = tmp_path / "clipsidx"
+        shutil.copytree(pipeline / "clips", bad)
+        run(tmp_path, "bidirectional", "b2", f"data={bad}", "steps=1")
+
+
+def test_checkpoint_of_another_stage_or_size_is_refused(pipeline, tmp_path):
+    shutil.copytree(pipeline / "bi", tmp_path / "bi")
+    with pytest.raises(ValueError, match="checkpoint.pt: a checkpoint of stage=bidirectional"):
+        run(tmp_path, "chunk_causal", "bi", f"data={pipeline / 'latents'}", "steps=4", "resume=true")
+    with pytest.raises(FileExistsError, match="resume=true"):
+        run(tmp_path, "bidirectional", "bi", f"data={pipeline / 'latents'}", "steps=4")
+    with pytest.raises(ValueError, match="latents/vae.safetensors: the latents were made by a VAE that is not the 'small' world's"):
+        train(compose(["world=small", "num_workers=0", "stage=ode", f"data={pipeline / 'latents'}", f"teacher={pipeline / 'cc'}",
+                       f"out={tmp_path / 'x'}"]))
+
+
+def test_nan_loss_stops_and_keeps_the_last_checkpoint(pipeline, tmp_path):
+    run(tmp_path, "bidirectional", "run", f"data={pipeline / 'latents'}", "steps=2", "ckpt_every=1")
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    poisoned = tmp_path / "poisoned"
+    shutil.copytree(pipeline / "latents", poisoned)
+    shard = poisoned / "shard-00000.safetensors"
+    tensors = load_file(str(shard))
+    tensors["latents"][:] = float("nan")
+    save_file(tensors, str(shard))
+    with pytest.raises(NonFiniteLoss, match="at step 2"):
+        run(tmp_path, "bidirectional", "run", f"data={poisoned}", "steps=4", "resume=true")
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+
+
+def test_truncated_checkpoint_is_named(pipeline, tmp_path):
+    shutil.copytree(pipeline / "bi", tmp_path / "bi")
+    path = tmp_path / "bi" / "checkpoint.pt"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="checkpoint.pt: not a readable training checkpoint"):
+        run(tmp_path, "bidirectional", "bi", f"data={pipeline / 'latents'}", "steps=4", "resume=true")
