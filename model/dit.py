@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 from .attention import AttentionCache, AttentionContext, HybridAttention
 from .chunks import chunk_bounds
@@ -27,6 +28,14 @@ from .ucpe import ray_frames
 Tensor = torch.Tensor
 
 MODES = ("bidirectional", "chunk_causal")
+
+
+def run_block(block: nn.Module, checkpointing: bool, *args):
+    """``block(*args)``, with its activations recomputed in the backward when ``checkpointing`` and
+    gradients are on (memory for compute, as the release trains)."""
+    if checkpointing and torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False)
+    return block(*args)
 
 
 def timestep_embedding(t: Tensor, dim: int = 256, max_period: float = 10000.0) -> Tensor:
@@ -281,6 +290,7 @@ class SanaWMDiT(nn.Module):
         self.final_layer = FinalLayer(c, p, cfg.in_channels)
         # Ours, not the release's: the prompt used when none is given (a model without a text encoder).
         self.null_prompt = nn.Parameter(torch.randn(1, cfg.null_prompt_length, cfg.caption_channels) * 0.02)
+        self.gradient_checkpointing = False  # recompute each block in the backward (training on GPU)
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -358,7 +368,7 @@ class SanaWMDiT(nn.Module):
         x, grid, plucker_tokens, t_emb, mod, y, prompt_mask = self._embed(latents, timesteps, prompt_embeds, prompt_mask, plucker)
         ctx = self.attention_context(grid, camera, mode, latents.device)
         for block in self.blocks:
-            x, _ = block(x, y, prompt_mask, mod, ctx, plucker_tokens)
+            x, _ = run_block(block, self.gradient_checkpointing, x, y, prompt_mask, mod, ctx, plucker_tokens)
         return self.unpatchify(self.final_layer(x, t_emb), grid)
 
     def _embed(self, latents, timesteps, prompt_embeds, prompt_mask, plucker):
@@ -414,7 +424,7 @@ class SanaWMDiT(nn.Module):
         ctx = self.attention_context(grid, camera, "chunk_causal", latents.device, frames=frames)
         caches = []
         for block, cache in zip(self.blocks, state.blocks):
-            x, new = block(x, y, prompt_mask, mod, ctx, plucker_tokens, cache)
+            x, new = run_block(block, self.gradient_checkpointing, x, y, prompt_mask, mod, ctx, plucker_tokens, cache)
             a = new.attn
             for name in ("keys", "values", "keys_cam", "values_cam"):
                 kept = getattr(a, name)

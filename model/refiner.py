@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from .checkpoint_io import load_strict
 from .chunks import CHUNK_FRAMES
-from .dit import timestep_embedding
+from .dit import run_block, timestep_embedding
 from .flow import euler_sample
 
 Tensor = torch.Tensor
@@ -242,6 +242,7 @@ class SanaWMRefiner(nn.Module):
         self.proj_out = nn.Linear(dim, cfg.out_channels)
         # Ours, not the release's: the prompt used when none is given.
         self.null_prompt = nn.Parameter(torch.randn(1, 1, cfg.caption_channels) * 0.02)
+        self.gradient_checkpointing = False  # recompute each block in the backward (training on GPU)
 
     # ---- pieces --------------------------------------------------------------------------------
 
@@ -285,7 +286,7 @@ class SanaWMRefiner(nn.Module):
                 layer = cache.layers[i]
                 sink_k = apply_rope(layer.sink_k, sink_rope, cfg.rope_type, cfg.num_attention_heads)
                 prefix = (torch.cat([sink_k, layer.history_k], 1), torch.cat([layer.sink_v, layer.history_v], 1))
-            x, kv = block(x, y, bias, temb, rope, cfg.rope_type, prefix)
+            x, kv = run_block(block, self.gradient_checkpointing, x, y, bias, temb, rope, cfg.rope_type, prefix)
             captured.append(kv)
         shift, scale = (self.scale_shift_table + emb[:, :, None]).unbind(2)
         out = self.proj_out(self.norm_out(x) * (1 + scale) + shift)

@@ -26,21 +26,23 @@ def ray_frames(camera: Tensor, grid: tuple[int, int, int], patch_size: tuple[int
     grid; ``grid`` is the token grid (T, h, w); the intrinsics are divided by the patch size. Rays pass
     through integer token coordinates, as in the release.
     """
-    b, t = camera.shape[:2]
-    _, h, w = grid
-    c2w = camera[..., :16].reshape(b, t, 4, 4)
-    k = camera[..., 16:20] / torch.tensor([patch_size[2], patch_size[1], patch_size[2], patch_size[1]], dtype=camera.dtype, device=camera.device)
-    dirs = camera_directions(k, h, w, pixel_offset=0.0)  # (B, T, h, w, 3)
-    rot = c2w[..., None, None, :3, :3]
-    z = F.normalize((rot @ dirs[..., None]).squeeze(-1), dim=-1, eps=1e-6)
-    cam_y = c2w[..., None, None, :3, 1].expand_as(z)
-    x = F.normalize(torch.linalg.cross(cam_y, z, dim=-1), dim=-1, eps=1e-6)
-    y = F.normalize(torch.linalg.cross(z, x, dim=-1), dim=-1, eps=1e-6)
-    ray_to_world = torch.zeros(b, t, h, w, 4, 4, dtype=camera.dtype, device=camera.device)
-    ray_to_world[..., :3, :3] = torch.stack([x, y, z], dim=-1)
-    ray_to_world[..., :3, 3] = c2w[..., None, None, :3, 3]
-    ray_to_world[..., 3, 3] = 1
-    return se3_inverse(ray_to_world).reshape(b, t * h * w, 4, 4)
+    # Geometry in the camera's precision: under bf16 autocast the matmuls would round the rays.
+    with torch.autocast(camera.device.type, enabled=False):
+        b, t = camera.shape[:2]
+        _, h, w = grid
+        c2w = camera[..., :16].reshape(b, t, 4, 4)
+        k = camera[..., 16:20] / torch.tensor([patch_size[2], patch_size[1], patch_size[2], patch_size[1]], dtype=camera.dtype, device=camera.device)
+        dirs = camera_directions(k, h, w, pixel_offset=0.0)  # (B, T, h, w, 3)
+        rot = c2w[..., None, None, :3, :3]
+        z = F.normalize((rot @ dirs[..., None]).squeeze(-1), dim=-1, eps=1e-6)
+        cam_y = c2w[..., None, None, :3, 1].expand_as(z)
+        x = F.normalize(torch.linalg.cross(cam_y, z, dim=-1), dim=-1, eps=1e-6)
+        y = F.normalize(torch.linalg.cross(z, x, dim=-1), dim=-1, eps=1e-6)
+        ray_to_world = torch.zeros(b, t, h, w, 4, 4, dtype=camera.dtype, device=camera.device)
+        ray_to_world[..., :3, :3] = torch.stack([x, y, z], dim=-1)
+        ray_to_world[..., :3, 3] = c2w[..., None, None, :3, 3]
+        ray_to_world[..., 3, 3] = 1
+        return se3_inverse(ray_to_world).reshape(b, t * h * w, 4, 4)
 
 
 def ucpe_transform(x: Tensor, mats: Tensor, freqs: Tensor | None, inverse_rope: bool = False) -> Tensor:

@@ -120,6 +120,8 @@ class Stage:
         """Train ``module`` under ``name``; returns it routed through its parallel wrapper."""
         cfg = self.cfg
         module.to(self.d.device).train()
+        if hasattr(module, "gradient_checkpointing"):
+            module.gradient_checkpointing = cfg.grad_checkpointing
         wrapped = wrap(Methods(module), self.d, cfg.strategy, blocks)
         self.plain[name], self.wrapped[name], self.lrs[name] = module, wrapped, lr
         self.optimizers[name] = torch.optim.AdamW(wrapped.parameters(), lr=lr, betas=tuple(betas or cfg.optim.betas),
