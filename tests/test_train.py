@@ -226,3 +226,27 @@ def test_gradient_checkpointing_gives_the_same_gradients():
 def test_bf16_autocast_with_gradient_checkpointing_trains(pipeline, tmp_path):
     run(tmp_path, "chunk_causal", "bf16", f"data={pipeline / 'latents'}", "steps=1", "precision=bf16", "grad_checkpointing=true")
     assert params(tmp_path / "bf16")  # finite loss, a checkpoint: the guard would have stopped a NaN
+
+
+def test_step_sampler_splits_the_global_batch_the_same_way_for_any_process_count():
+    from model.training.data import StepSampler, clip_generator
+
+    one = StepSampler(10, 4, 0, 1, seed=3, start=0, steps=8)
+    two = [StepSampler(10, 2, r, 2, seed=3, start=0, steps=8) for r in range(2)]
+    for step in range(8):  # crosses epochs: 32 positions over 10 clips
+        assert sorted(one.indices(step)) == sorted(two[0].indices(step) + two[1].indices(step))
+    assert list(StepSampler(10, 4, 0, 1, seed=3, start=5, steps=8)) == [one.indices(s) for s in range(5, 8)]
+    assert one.indices(0) != StepSampler(10, 4, 0, 1, seed=4, start=0, steps=8).indices(0)
+    epoch = [i for s in range(5) for i in StepSampler(10, 2, 0, 1, seed=3, start=0, steps=5).indices(s)]
+    assert sorted(epoch) == list(range(10))  # every clip once per epoch
+    a, b = clip_generator(0, 1, 2), clip_generator(0, 1, 2)
+    assert torch.equal(torch.randn(3, generator=a), torch.randn(3, generator=b))
+    assert not torch.equal(torch.randn(3, generator=clip_generator(0, 1, 3)), torch.randn(3, generator=clip_generator(0, 2, 2)))
+
+
+def test_worker_processes_read_the_same_batches(pipeline, tmp_path):
+    lat = f"data={pipeline / 'latents'}"
+    run(tmp_path, "bidirectional", "w0", lat, "steps=2")
+    train(compose(["world=tiny", "num_workers=2", "progress=false", "latent_frames=7", "stage=bidirectional", lat, "steps=2", f"out={tmp_path / 'w2'}"]))
+    a, b = params(tmp_path / "w0"), params(tmp_path / "w2")
+    assert all(torch.equal(a[k], b[k]) for k in a)
