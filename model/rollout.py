@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .camera_conditions import camera_conditions
-from .chunks import CHUNK_FRAMES
+from .chunks import CHUNK_FRAMES, chunk_bounds
 from .generator import StreamingGenerator, WorldState
 from .video import to_uint8
 from .world import WorldModel
@@ -204,3 +204,29 @@ class WorldRollout:
 def _torch_generator(rng: np.random.Generator) -> torch.Generator:
     """A CPU torch generator seeded from the world's generator (one draw)."""
     return torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
+
+
+def chunk_noise(generators: list[torch.Generator], first: Tensor, frames: int) -> list[Tensor]:
+    """The starting noise of every generated chunk of a ``frames``-latent video, one generator per
+    world: [(B, C, T_chunk, h, w)] in chunk order (frame 0 of the first chunk is given, not drawn)."""
+    _, c, _, h, w = first.shape
+    out = []
+    for start, end in chunk_bounds(frames):
+        n = end - max(start, 1)
+        out.append(torch.stack([torch.randn(c, n, h, w, generator=g) for g in generators]).to(first))
+    return out
+
+
+def stream_latents(gen: StreamingGenerator, first: Tensor, camera: Tensor, plucker: Tensor, noises: list[Tensor],
+                   exit_step: int | None = None) -> tuple[Tensor, list[WorldState]]:
+    """A whole video in latents, streamed chunk by chunk as the env does, from its first latent
+    (B, C, 1, h, w) and the camera inputs of all its latent frames (camera (B, T, 20), plucker
+    (B, 6 s, T, h, w), relative to frame 0): the latents (B, C, T, h, w) and the state before each
+    chunk (self-forcing repeats a chunk's exit step from it with gradient)."""
+    state = gen.prefill(first)
+    out, states = [first], []
+    for (start, end), noise in zip(chunk_bounds(camera.shape[1]), noises):
+        states.append(state)
+        clean, state = gen.advance(state, camera[:, start:end], plucker[:, :, start:end], noise, exit_step=exit_step)
+        out.append(clean)
+    return torch.cat(out, dim=2), states

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..chunks import CHUNK_FRAMES, FIRST_CHUNK_FRAMES
 from ..sizes import WORLD_SIZES
 
 STAGES = ("vae", "latents", "bidirectional", "chunk_causal", "ode", "self_forcing", "refiner")
@@ -129,8 +130,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)}")
         if self.num_workers < 0 or self.sample_every < 0:
             raise ValueError(f"num_workers and sample_every must be >= 0, got {self.num_workers}, {self.sample_every}")
-        if self.latent_frames < 4 or (self.latent_frames - 1) % 3:
-            raise ValueError(f"latent_frames must be 1 + 3 k with k >= 1 (frame 0, then chunks of 3), got {self.latent_frames}")
+        if self.latent_frames < FIRST_CHUNK_FRAMES or (self.latent_frames - 1) % CHUNK_FRAMES:
+            raise ValueError(f"latent_frames must be 1 + {CHUNK_FRAMES} k with k >= 1 (frame 0, then chunks of {CHUNK_FRAMES}), got {self.latent_frames}")
         if not 0 <= self.flow.first_clean_prob <= 1 or not 0 <= self.flow.camera_dropout <= 1:
             raise ValueError("flow.first_clean_prob and flow.camera_dropout must lie in [0, 1]")
         weights = (self.mixture.same, self.mixture.increasing, self.mixture.last_anchor, self.mixture.clean_prefix)

@@ -11,21 +11,11 @@ from ..dit import SanaWMDiT
 from ..camera_conditions import null_camera
 from ..flow import shift_sigma
 from ..generator import StreamingGenerator, WorldState
-from .dit_stages import LatentStage, dit_velocity, flow_loss, stream_video
+from ..rollout import chunk_noise, stream_latents
+from .dit_stages import LatentStage, dit_velocity, flow_loss
 from .stage import load_dit
 
 Tensor = torch.Tensor
-
-
-def chunk_noise(gens: list[torch.Generator], first: Tensor, t: int) -> list[Tensor]:
-    """Noise of every generated chunk of a ``t``-frame video, per clip from its generator:
-    [(B, C, T_chunk, h, w)] in chunk order (the first chunk's frame 0 is not generated)."""
-    b, c, _, h, w = first.shape
-    out = []
-    for start, end in chunk_bounds(t):
-        n = end - max(start, 1)
-        out.append(torch.stack([torch.randn(c, n, h, w, generator=g) for g in gens]).to(first))
-    return out
 
 
 class DistillStage(LatentStage):
@@ -41,7 +31,7 @@ class DistillStage(LatentStage):
 
     def generate(self, dit, first, camera, plucker, g):
         gen = StreamingGenerator(dit, sigmas=tuple(self.sigmas.tolist()), window=self.cfg.distill.window)
-        return stream_video(gen, first, camera, plucker, g)
+        return stream_latents(gen, first, camera, plucker, chunk_noise([g], first, camera.shape[1]))[0]
 
 
 class ODEStage(DistillStage):
@@ -104,14 +94,7 @@ class ODEStage(DistillStage):
 def _rollout(dit: SanaWMDiT, gen_args: dict, first: Tensor, camera: Tensor, plucker: Tensor, noises: list[Tensor],
              exit_step: int) -> tuple[Tensor, list[WorldState]]:
     """The student's video (exit step ``exit_step`` in every chunk) and the state before each chunk."""
-    gen = StreamingGenerator(dit, **gen_args)
-    state = gen.prefill(first)
-    out, states = [first], []
-    for (start, end), noise in zip(chunk_bounds(camera.shape[1]), noises):
-        states.append(state)
-        clean, state = gen.advance(state, camera[:, start:end], plucker[:, :, start:end], noise, exit_step=exit_step)
-        out.append(clean)
-    return torch.cat(out, dim=2), states
+    return stream_latents(StreamingGenerator(dit, **gen_args), first, camera, plucker, noises, exit_step)
 
 
 def _exit_chunk(dit: SanaWMDiT, gen_args: dict, state: WorldState, camera: Tensor, plucker: Tensor, noise: Tensor,

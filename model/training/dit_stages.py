@@ -16,6 +16,7 @@ from ..chunks import chunk_bounds
 from ..dit import SanaWMDiT
 from ..flow import TIMESTEP_SCALE, FlowMatching, shift_sigma
 from ..generator import StreamingGenerator
+from ..rollout import chunk_noise, stream_latents
 from ..sizes import world_size
 from ..video import to_uint8, write_video
 from ..world import WorldInfo, WorldModel, save_world
@@ -84,7 +85,7 @@ class LatentStage(Stage):
         """Latents (1, C, T, h, w) of a video from its first latent frame and cameras: the streaming
         student / teacher as the env runs it (the bidirectional stage overrides this)."""
         gen = StreamingGenerator(dit, steps=self.cfg.flow.sample_steps, flow=self.flow, window=self.cfg.distill.window)
-        return stream_video(gen, first, camera, plucker, g)
+        return stream_latents(gen, first, camera, plucker, chunk_noise([g], first, camera.shape[1]))[0]
 
     @torch.no_grad()
     def samples(self, folder: Path, step: int) -> list[Path]:
@@ -112,20 +113,6 @@ class LatentStage(Stage):
             save_world(folder, WorldModel(dit, self.vae, refiner, info))
         self.d.barrier()
         return folder
-
-
-def stream_video(gen: StreamingGenerator, first: Tensor, camera: Tensor, plucker: Tensor, g: torch.Generator) -> Tensor:
-    """A whole video streamed chunk by chunk from its first latent (B, C, 1, h, w) and the camera
-    inputs of all its latent frames; noise drawn from ``g``."""
-    b, c, _, h, w = first.shape
-    state = gen.prefill(first)
-    out = [first]
-    for start, end in chunk_bounds(camera.shape[1]):
-        new = end - max(start, 1)  # the first chunk holds frame 0, which is not generated
-        noise = torch.randn(b, c, new, h, w, generator=g).to(first)
-        clean, state = gen.advance(state, camera[:, start:end], plucker[:, :, start:end], noise)
-        out.append(clean)
-    return torch.cat(out, dim=2)
 
 
 class BidirectionalStage(LatentStage):

@@ -23,7 +23,8 @@ from ..generator import StreamingGenerator
 from ..refiner import SanaWMRefiner
 from ..video import to_uint8, write_video
 from ..world import save_world
-from .dit_stages import LatentStage, stream_video
+from ..rollout import chunk_noise, stream_latents
+from .dit_stages import LatentStage
 from .stage import load_world_checked
 
 Tensor = torch.Tensor
@@ -54,7 +55,8 @@ class RefinerStage(LatentStage):
         self.fps = float(self.dataset.index["fps"])
 
     def student_video(self, first: Tensor, camera: Tensor, plucker: Tensor, g: torch.Generator) -> Tensor:
-        return stream_video(StreamingGenerator(self.student, window=self.cfg.distill.window), first, camera, plucker, g)
+        gen = StreamingGenerator(self.student, window=self.cfg.distill.window)
+        return stream_latents(gen, first, camera, plucker, chunk_noise([g], first, camera.shape[1]))[0]
 
     def step(self, batch, step):
         x0, camera, plucker = self.batch(batch)
