@@ -16,25 +16,27 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 
+def time_ms(fn: Callable[[], object], device: str) -> float:
+    """Wall time of one call of ``fn`` in milliseconds (device events on a GPU, whose work is
+    asynchronous)."""
+    if device == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end)
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1000
+
+
 def median_ms(fns: list[Callable[[], object]], repeats: int, device: str) -> float:
     """Median wall time of one call in milliseconds, rotating over ``fns`` (one per input set, so
     that repeated calls do not time a warm cache), after one warm-up call of each."""
     for fn in fns:
         fn()
-    times = []
-    for i in range(repeats):
-        if device == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fns[i % len(fns)]()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fns[i % len(fns)]()
-            times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+    return statistics.median(time_ms(fns[i % len(fns)], device) for i in range(repeats))
 
 
 def measure_ceilings(device: str, dtype: torch.dtype) -> dict[str, float]:

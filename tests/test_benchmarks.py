@@ -44,3 +44,26 @@ def test_env_step_rejects_long_runs_too_short_for_the_latency_window():
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "env_step.py"), "--long-steps", "12"],
                          check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "--long-steps and --softmax-steps must be >= 15" in run.stderr
+
+
+def test_train_benchmark_writes_table_and_json(tmp_path):
+    out = tmp_path / "train.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train.py"), "--world", "tiny", "--size", "32", "--clips", "2",
+                          "--steps", "2", "--dit", "tiny", "--dit-grid", "4", "--dit-frames", "4", "--repeats", "2", "--out", str(out)],
+                         cwd=ROOT, check=False, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "samples/s" in run.stdout
+    data = json.loads(out.read_text())
+    stages = ["vae", "latents", "bidirectional", "chunk_causal", "ode", "self_forcing", "refiner"]
+    assert [r["stage"] for r in data["stages"]] == stages
+    assert all(r["samples_per_s"] > 0 for r in data["stages"])
+    assert all(r["timed_steps"] == 1 for r in data["stages"] if r["stage"] != "latents")
+    try:
+        import diffusers  # noqa: F401
+    except ImportError:
+        assert data["dit_step"] is None and "skipped" in run.stdout
+        return
+    dit = data["dit_step"]
+    assert "/ floor" in run.stdout and "overcounts the backward of grouped convolutions" in run.stdout
+    assert dit["grads_equal"] and dit["grad_rel_error_max"] <= dit["grad_tolerance"]
+    assert dit["floor_ms"] > 0 and all(dit["ms"][m] > 0 and dit["over_floor"][m] > 0 for m in ("ours", "diffusers"))

@@ -1,0 +1,316 @@
+"""Training speed on this machine: samples/s of every stage of ``sanawm train``, and one training
+step of our DiT against the public implementation (diffusers' ``SanaWMTransformer3DModel``) beside
+the step's FLOP floor. Runs on the GPU when there is one, else on the CPU.
+
+    python benchmarks/train.py                      # small world, 64x64 clips, 11 steps a stage (2 minutes on 2 CPU cores)
+    python benchmarks/train.py --world tiny --size 32 --steps 2 --dit tiny --repeats 2   # a smoke run
+
+Part 1 renders procedural clips into a temporary folder and runs the recipe's stages in order, each
+from the one before (vae -> latents -> bidirectional -> chunk_causal -> ode -> self_forcing ->
+refiner), through ``model.training.trainer.train`` in one process without data workers. A stage's
+samples/s is its clips over the wall time of its steps after the first (the first warms up), from
+the trainer's per-step metrics (data loading included); "run s" is the whole ``train`` call (building
+the models, all steps, the sample videos and the export). ``latents`` takes no steps: it encodes
+every clip once and is timed whole, warm-up included.
+
+Part 2 times one training step (forward, MSE loss, backward) of ``model.dit.SanaWMDiT`` and of
+diffusers' model at the same config and weights in fp32, alternating the two within one run, and
+checks that their gradients agree. The floor is 3x the forward's FLOPs (counted on the ops it
+dispatches) over the matrix rate measured in the same run. Prints tables and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import inspect
+import io
+import json
+import platform
+import statistics
+import tempfile
+import time
+import traceback
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from floor import CountFlops, measure_ceilings, time_ms
+
+from kernels.frame_gdn import force_triton
+
+PROMPT_TOKENS = 8  # prompt length of part 2 (the small world trains without prompts; both models take one here)
+# Largest relative L2 error allowed between the two models' gradients, per parameter tensor (fp32,
+# TF32 off). Summation order alone moves the worst-conditioned gradients (the GDN key short-conv
+# weights) by up to 3e-4: on the CPU both fp32 models land that far from an fp64 run of the reference
+# while agreeing with each other to 1e-6, and on a GPU ours does; a mistake moves them by O(1).
+GRAD_TOLERANCE = 1e-3
+
+
+# ---- part 1: the stages of the recipe -----------------------------------------------------------
+
+
+def stage_runs(tmp: Path, clips: Path) -> list[tuple[str, list[str]]]:
+    """Each stage's overrides beside the common ones: what it reads, which is what the one before wrote."""
+    lat = f"data={tmp / 'latents'}"
+    return [
+        ("vae", [f"data={clips}"]),
+        ("latents", [f"data={clips}", f"vae={tmp / 'vae'}"]),
+        ("bidirectional", [lat]),
+        ("chunk_causal", [lat, f"init={tmp / 'bidirectional'}"]),
+        ("ode", [lat, f"teacher={tmp / 'chunk_causal'}"]),
+        ("self_forcing", [lat, f"teacher={tmp / 'chunk_causal'}", f"init={tmp / 'ode'}"]),
+        ("refiner", [lat, f"init={tmp / 'self_forcing'}"]),
+    ]
+
+
+def run_stages(args: argparse.Namespace) -> list[dict]:
+    """One row per stage: its steady-state samples/s, or the error that stopped it (the stages after
+    a failed one are not run)."""
+    from model.sizes import world_size
+    from model.training.trainer import train
+    from sanawm.train import compose
+    from sanawm_env.datagen import generate_clips
+
+    raw_frames = 1 + world_size(args.world).vae.temporal_stride * (args.latent_frames - 1)
+    common = [f"world={args.world}", "num_workers=0", "progress=false", f"latent_frames={args.latent_frames}",
+              f"steps={args.steps}", f"batch_size={args.batch_size}", "log_every=1"]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        generate_clips(tmp / "clips", clips=args.clips, frames=raw_frames, size=(args.size, args.size), seed=0, progress=False)
+        failed = None
+        for stage, overrides in stage_runs(tmp, tmp / "clips"):
+            if failed is not None:  # each stage starts from the one before
+                rows.append({"stage": stage, "error": f"not run: {failed} failed"})
+                continue
+            t0 = time.perf_counter()
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):  # the trainer prints each run's summary
+                    train(compose([*common, f"stage={stage}", f"out={tmp / stage}", *overrides]))
+            except Exception as e:  # the table still reports the stages that ran
+                failed = stage
+                rows.append({"stage": stage, "error": f"{type(e).__name__}: {e}"})
+                traceback.print_exc()
+                continue
+            seconds = time.perf_counter() - t0
+            if stage == "latents":
+                rows.append({"stage": stage, "timed_steps": None, "samples": args.clips, "seconds": seconds,
+                             "samples_per_s": args.clips / seconds, "seconds_per_step": None, "run_seconds": seconds})
+                continue
+            metrics = [json.loads(line) for line in (tmp / stage / "metrics.jsonl").read_text().splitlines()]
+            timed = metrics[1:]  # one line per step (log_every=1); the first step warms up
+            step_seconds = [args.batch_size / m["samples_per_s"] for m in timed]
+            rows.append({"stage": stage, "timed_steps": len(timed), "samples": args.batch_size * len(timed),
+                         "seconds": sum(step_seconds), "samples_per_s": args.batch_size * len(timed) / sum(step_seconds),
+                         "seconds_per_step": statistics.mean(step_seconds), "step_seconds": step_seconds, "run_seconds": seconds})
+    return rows
+
+
+# ---- part 2: our DiT against the reference ------------------------------------------------------
+
+
+@contextlib.contextmanager
+def fp32_reference_softmax():
+    """The reference rounds fp32 softmax q/k/v to bf16 (for FlashAttention); keep them fp32, so that
+    both models compute the same function."""
+    original = torch.Tensor.bfloat16
+    torch.Tensor.bfloat16 = lambda self, *a, **k: self
+    try:
+        yield
+    finally:
+        torch.Tensor.bfloat16 = original
+
+
+def dit_pair(preset: str, device: str):
+    """Our DiT and diffusers' at the DiT config ``preset``, with the same (perturbed) weights."""
+    from diffusers import SanaWMTransformer3DModel
+
+    from model import SanaWMDiT, dit_config
+
+    cfg = dit_config(preset)
+    accepted = inspect.signature(SanaWMTransformer3DModel.__init__).parameters
+    torch.manual_seed(0)
+    ref = SanaWMTransformer3DModel(**{k: v for k, v in asdict(cfg).items() if k in accepted},
+                                   chunk_plucker_post_attn_blocks=cfg.num_layers)
+    with torch.no_grad():  # no zero-initialised branch (camera, Plucker, temporal conv) sits out of the gradients
+        for p in ref.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    ours = SanaWMDiT(cfg)
+    ours.load_reference_state_dict(ref.state_dict())  # strict: a config the two read differently fails here
+    return cfg, ours.to(device).train(), ref.to(device).train()
+
+
+def dit_inputs(cfg, batch: int, frames: int, grid: int, device: str, seed: int) -> dict[str, torch.Tensor]:
+    """One training batch: noisy latents, per-frame timesteps, a prompt, cameras and Plucker maps,
+    and a velocity target."""
+    from model.camera import se3, so3_exp
+
+    g = torch.Generator().manual_seed(seed)
+    poses = se3(so3_exp(torch.randn(batch, frames, 3, generator=g) * 0.2), torch.randn(batch, frames, 3, generator=g))
+    intrinsics = torch.tensor([0.6 * grid, 0.6 * grid, grid / 2, grid / 2]).expand(batch, frames, 4)
+    x = torch.randn(batch, cfg.in_channels, frames, grid, grid, generator=g)
+    inputs = {
+        "x": x,
+        "t": torch.randint(0, 1000, (batch, frames), generator=g).float(),  # integers: the reference truncates timesteps
+        "y": torch.randn(batch, PROMPT_TOKENS, cfg.caption_channels, generator=g),
+        "mask": torch.ones(batch, PROMPT_TOKENS, dtype=torch.long),
+        "camera": torch.cat([poses.reshape(batch, frames, 16), intrinsics], dim=-1),
+        "plucker": torch.randn(batch, cfg.chunk_plucker_channels, frames, grid, grid, generator=g),
+        "target": torch.randn(x.shape, generator=g),
+    }
+    return {k: v.to(device) for k, v in inputs.items()}
+
+
+def ours_forward(model, i: dict[str, torch.Tensor]) -> torch.Tensor:
+    return model(i["x"], i["t"], i["y"], i["mask"], camera=i["camera"], plucker=i["plucker"], mode="bidirectional")
+
+
+def ref_forward(model, i: dict[str, torch.Tensor]) -> torch.Tensor:
+    with fp32_reference_softmax():
+        return model(i["x"], i["t"][:, None], i["y"][:, None], encoder_attention_mask=i["mask"], camera_conditions=i["camera"],
+                     chunk_plucker=i["plucker"]).sample
+
+
+def train_step(model, forward, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    model.zero_grad(set_to_none=True)
+    out = forward(model, inputs)
+    F.mse_loss(out, inputs["target"]).backward()
+    return out
+
+
+def grad_errors(ours, ref) -> dict[str, float]:
+    """Relative L2 error of our gradient against the reference's, per parameter (by the shared names)."""
+    mine = dict(ours.named_parameters())
+    errors = {}
+    for name, p in ref.named_parameters():
+        if p.grad is None:
+            if mine[name].grad is not None:
+                raise AssertionError(f"{name}: ours has a gradient, the reference none")
+            continue
+        errors[name] = float((mine[name].grad - p.grad).norm() / p.grad.norm().clamp_min(1e-30))
+    return errors
+
+
+def compare_dit(args: argparse.Namespace, device: str) -> dict:
+    cfg, ours, ref = dit_pair(args.dit, device)
+    sets = [dit_inputs(cfg, args.dit_batch, args.dit_frames, args.dit_grid, device, seed) for seed in range(3)]
+
+    out_ours = train_step(ours, ours_forward, sets[0]).detach()
+    out_ref = train_step(ref, ref_forward, sets[0]).detach()
+    forward_error = float((out_ours - out_ref).norm() / out_ref.norm())
+    errors = grad_errors(ours, ref)
+    worst = max(errors, key=errors.get)
+
+    flops = {}
+    for name, model, forward in (("ours", ours, ours_forward), ("diffusers", ref, ref_forward)):
+        # The PyTorch path of the GDN scans: the counter cannot see into the Triton kernels.
+        with torch.no_grad(), force_triton(False), CountFlops() as counter:
+            forward(model, sets[0])
+        flops[name] = counter.total
+    rate = measure_ceilings(device, torch.float32)["matmul_flops_per_s"]
+    # The arithmetic neither model can avoid: the smaller forward count, x3 for forward + backward
+    # (the backward's two products per forward product). torch's counter is not asked for the
+    # backward itself: it overcounts the weight gradient of grouped convolutions (it ignores the
+    # groups), so depthwise convs would count as dense ones.
+    floor_ms = 1000 * 3 * min(flops.values()) / rate
+
+    steps = {"ours": lambda i: train_step(ours, ours_forward, i), "diffusers": lambda i: train_step(ref, ref_forward, i)}
+    for inputs in sets:  # warm-up: each model once on each input set
+        for step in steps.values():
+            step(inputs)
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for r in range(args.repeats):
+        # Alternate which model goes first, and rotate the input sets: drift of a shared machine
+        # and a warm cache then fall on both alike.
+        for name in (("ours", "diffusers") if r % 2 == 0 else ("diffusers", "ours")):
+            inputs = sets[r % len(sets)]
+            times[name].append(time_ms(lambda: steps[name](inputs), device))
+    ms = {name: statistics.median(t) for name, t in times.items()}
+    return {
+        "dit": args.dit, "config": asdict(cfg), "batch": args.dit_batch, "latent_frames": args.dit_frames,
+        "grid": [args.dit_grid, args.dit_grid], "mode": "bidirectional", "camera": True, "plucker": True,
+        "repeats": args.repeats, "ms": ms, "times_ms": times, "ours_over_diffusers": ms["ours"] / ms["diffusers"],
+        "forward_gflop": {k: v / 1e9 for k, v in flops.items()}, "matmul_gflop_per_s": rate / 1e9, "floor_ms": floor_ms,
+        "over_floor": {k: v / floor_ms for k, v in ms.items()}, "forward_rel_error": forward_error,
+        "grad_rel_error_max": errors[worst], "grad_rel_error_worst_param": worst, "grad_tolerance": GRAD_TOLERANCE,
+        "grads_equal": errors[worst] <= GRAD_TOLERANCE, "grad_tensors_compared": len(errors),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--world", default="small", help="world size of the stages (model.sizes)")
+    parser.add_argument("--size", type=int, default=64, help="height and width of the generated clips")
+    parser.add_argument("--clips", type=int, default=8, help="clips generated for the stages")
+    parser.add_argument("--latent-frames", type=int, default=7, help="latent frames per training clip (1 + 3 k; 7 = 25 raw frames)")
+    parser.add_argument("--steps", type=int, default=11,
+                        help="steps per stage, the first untimed (1 + 5 k: the timed self_forcing steps then hold its recipe's one generator update in 5)")
+    parser.add_argument("--batch-size", type=int, default=1, help="clips per step of the stages")
+    parser.add_argument("--dit", default="small", help="DiT preset of part 2 (model.config.DIT_SIZES)")
+    parser.add_argument("--dit-batch", type=int, default=2, help="part 2: clips per step")
+    parser.add_argument("--dit-frames", type=int, default=7, help="part 2: latent frames")
+    parser.add_argument("--dit-grid", type=int, default=8, help="part 2: latent height and width")
+    parser.add_argument("--repeats", type=int, default=20, help="part 2: timed steps per model")
+    parser.add_argument("--out", default="outputs/bench/train.json", help="JSON output path")
+    args = parser.parse_args()
+    if args.steps < 2:
+        parser.error("--steps must be >= 2 (the first step of each stage warms up and is not timed)")
+    warnings.simplefilter("ignore")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    # fp32 as it is written: no TF32 in cuBLAS or cuDNN (this also makes the gradient check exact up to summation order).
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    gpu = torch.cuda.get_device_name() if device == "cuda" else None
+    machine = {"processor": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
+               "torch": torch.__version__, "device": device, "gpu": gpu}
+
+    stages = run_stages(args)
+    print(f"training stages, world {args.world}, {args.size}x{args.size}, {args.latent_frames} latent frames, batch {args.batch_size}, "
+          f"{args.steps} steps a stage (first untimed), fp32, {gpu or device}")
+    print(f"{'stage':>14} {'timed steps':>12} {'s/step':>8} {'samples/s':>10} {'run s':>7}")
+    for r in stages:
+        if "error" in r:
+            print(f"{r['stage']:>14} failed: {r['error']}")
+            continue
+        steps = "whole run" if r["timed_steps"] is None else str(r["timed_steps"])
+        per_step = "" if r["seconds_per_step"] is None else f"{r['seconds_per_step']:.3f}"
+        print(f"{r['stage']:>14} {steps:>12} {per_step:>8} {r['samples_per_s']:>10.2f} {r['run_seconds']:>7.1f}")
+
+    try:
+        import diffusers  # noqa: F401
+    except ImportError:
+        dit = None
+        print("\nDiT step against diffusers: skipped (diffusers is not installed; pip install diffusers==0.42.1)")
+    else:
+        dit = compare_dit(args, device)
+        print(f"\nDiT training step (forward + MSE + backward), '{args.dit}' config ({dit['config']['num_layers']} blocks x "
+              f"{dit['config']['hidden_size']}), batch {args.dit_batch}, {args.dit_frames} latent frames of {args.dit_grid}x{args.dit_grid}, "
+              f"bidirectional, camera + Plucker, fp32, {gpu or device}; median of {args.repeats} alternated steps each")
+        print(f"{'model':>10} {'ms':>9} {'floor ms':>9} {'/ floor':>8}")
+        for name in ("ours", "diffusers"):
+            print(f"{name:>10} {dit['ms'][name]:>9.1f} {dit['floor_ms']:>9.2f} {dit['over_floor'][name]:>7.1f}x")
+        print(f"ours / diffusers: {dit['ours_over_diffusers']:.2f} of the time ({1 / dit['ours_over_diffusers']:.2f}x as fast)")
+        print(f"floor: 3 x {min(dit['forward_gflop'].values()):.3f} GFLOP forward (ours {dit['forward_gflop']['ours']:.3f}, diffusers "
+              f"{dit['forward_gflop']['diffusers']:.3f}) at {dit['matmul_gflop_per_s']:.0f} GFLOP/s (fp32 matmul measured in this run); "
+              "3x the forward because torch's FLOP counter overcounts the backward of grouped convolutions")
+        print(f"gradients: {dit['grad_tensors_compared']} tensors, largest relative L2 error {dit['grad_rel_error_max']:.1e} "
+              f"({dit['grad_rel_error_worst_param']}), tolerance {GRAD_TOLERANCE:.0e}: {'equal' if dit['grads_equal'] else 'NOT EQUAL'}; "
+              f"forward relative error {dit['forward_rel_error']:.1e}")
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"benchmark": "train", "machine": machine, "world": args.world, "size": args.size, "clips": args.clips,
+                               "latent_frames": args.latent_frames, "steps": args.steps, "batch_size": args.batch_size,
+                               "stages": stages, "dit_step": dit}, indent=2))
+    print(f"wrote {out}")
+    if any("error" in r for r in stages):
+        raise SystemExit("a training stage failed (see above)")
+    if dit is not None and not dit["grads_equal"]:
+        raise SystemExit(f"gradients differ from the reference beyond {GRAD_TOLERANCE:.0e}")
+
+
+if __name__ == "__main__":
+    main()
