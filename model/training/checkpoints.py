@@ -56,13 +56,6 @@ class EMA:
                 full = distribute_tensor(full.to(v.to_local().device), v.device_mesh, v.placements)
             v.copy_(full)
 
-    @torch.no_grad()
-    def copy_to(self, module: nn.Module) -> None:
-        """Write the averaged weights into ``module`` (an unwrapped copy of the trained one)."""
-        state = self.state_dict()
-        for k, p in module.named_parameters():
-            p.copy_(state[k])
-
 
 def rng_state() -> dict[str, Any]:
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}

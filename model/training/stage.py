@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,21 +42,6 @@ class Methods(nn.Module):
         if callable(method):
             return method(self.module, *args, **kwargs)
         return getattr(self.module, method)(*args, **kwargs)
-
-
-class Routed:
-    """The trained module as its users see it: method calls go through the parallel wrapper,
-    attributes (``config``, ...) come from the module itself."""
-
-    def __init__(self, wrapped: nn.Module, plain: nn.Module) -> None:
-        self._wrapped, self._plain = wrapped, plain
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._wrapped("forward", *args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._plain, name)
-        return partial(self._wrapped, name) if callable(attr) and not isinstance(attr, nn.Module) else attr
 
 
 def world_folder(path: str | Path) -> Path:
@@ -116,8 +100,8 @@ class Stage:
     # ---- trained modules -----------------------------------------------------------------------
 
     def add(self, name: str, module: nn.Module, lr: float, betas: tuple[float, float] | None = None,
-            blocks: list[nn.Module] | None = None) -> Routed:
-        """Train ``module`` under ``name``; returns it routed through its parallel wrapper."""
+            blocks: list[nn.Module] | None = None) -> None:
+        """Train ``module`` under ``name`` (run it with ``self.run(name, fn, ...)``)."""
         cfg = self.cfg
         module.to(self.d.device).train()
         if hasattr(module, "gradient_checkpointing"):
@@ -128,7 +112,6 @@ class Stage:
                                                   eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay)
         if cfg.optim.ema_decay > 0:
             self.emas[name] = checkpoints.EMA(module, cfg.optim.ema_decay)
-        return Routed(wrapped, module)
 
     def run(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(module, *args)`` on trained module ``name`` as one forward of its parallel wrapper."""
