@@ -269,16 +269,17 @@ class SanaWMRefiner(nn.Module):
             raise ValueError(f"latents must have shape (B, {cfg.in_channels}, T, H, W), got {tuple(latents.shape)}")
         if tuple(sigma.shape) != (b, t):
             raise ValueError(f"sigma must have shape (B, T) = {(b, t)}, got {tuple(sigma.shape)}")
+        dev = latents.device  # levels, frames and RoPE tables may come from the CPU
         x = self.proj_in(latents.permute(0, 2, 3, 4, 1).reshape(b, t * h * w, c))
-        token_t = (sigma * cfg.timestep_scale_multiplier).repeat_interleave(h * w, dim=1)  # (B, N)
+        token_t = (sigma.to(dev) * cfg.timestep_scale_multiplier).repeat_interleave(h * w, dim=1)  # (B, N)
         temb, emb = self._embed_time(token_t)
         temb, emb = temb.reshape(b, t * h * w, -1), emb.reshape(b, t * h * w, -1)
         y, bias = self._prompt(b, prompt_embeds, prompt_mask)
-        rope = rope_tables(cfg, frames, h, w, fps)
+        rope = tuple(r.to(dev) for r in rope_tables(cfg, frames.cpu(), h, w, fps))
         sink_rope = None
         if cache is not None:
             offset = int(frames[0]) - cache.history_frames - cache.sink_frames
-            sink_rope = rope_tables(cfg, torch.arange(offset, offset + cache.sink_frames), h, w, fps)
+            sink_rope = tuple(r.to(dev) for r in rope_tables(cfg, torch.arange(offset, offset + cache.sink_frames), h, w, fps))
         captured = []
         for i, block in enumerate(self.transformer_blocks):
             prefix = None
