@@ -42,21 +42,24 @@ def scan_reference(
     if with_denominator:
         z = torch.zeros(b, h, dk, device=q.device) if initial_z is None else initial_z.float()
     nums, dens = [None] * t, [None] * t
+    # Frames as separate views up front: indexing a frame inside the loop would make its backward
+    # write a whole-sequence zero tensor per frame and per use (quadratic in T).
+    q, k, v, q_rot, k_rot, beta, gamma = (x.unbind(2) for x in (q, k, v, q_rot, k_rot, beta, gamma))
     for i in range(t - 1, -1, -1) if reverse else range(t):
         if resets is not None and bool(resets[i]):
             kv = torch.zeros_like(kv)
             z = None if z is None else torch.zeros_like(z)
         if exclusive:
-            nums[i], dens[i] = _read(kv, z, q[:, :, i], q_rot[:, :, i])
-        g = gamma[:, :, i, None, None]
-        bt = beta[:, :, i, :, None]  # (B, H, S, 1)
-        pred = k_rot[:, :, i] @ kv.transpose(-1, -2)  # (B, H, S, Dv): what the state recalls for each key
-        kv = g * kv + ((v[:, :, i] - g * pred) * bt).transpose(-1, -2) @ k_rot[:, :, i]
+            nums[i], dens[i] = _read(kv, z, q[i], q_rot[i])
+        g = gamma[i][:, :, None, None]
+        bt = beta[i][..., None]  # (B, H, S, 1)
+        pred = k_rot[i] @ kv.transpose(-1, -2)  # (B, H, S, Dv): what the state recalls for each key
+        kv = g * kv + ((v[i] - g * pred) * bt).transpose(-1, -2) @ k_rot[i]
         if z is not None:
-            recall = (k[:, :, i] @ z[..., None]).squeeze(-1)  # (B, H, S)
-            z = g[..., 0] * z + ((beta[:, :, i] * (1 - gamma[:, :, i, None] * recall))[..., None] * k[:, :, i]).sum(-2)
+            recall = (k[i] @ z[..., None]).squeeze(-1)  # (B, H, S)
+            z = g[..., 0] * z + ((beta[i] * (1 - gamma[i][:, :, None] * recall))[..., None] * k[i]).sum(-2)
         if not exclusive:
-            nums[i], dens[i] = _read(kv, z, q[:, :, i], q_rot[:, :, i])
+            nums[i], dens[i] = _read(kv, z, q[i], q_rot[i])
     num = torch.stack(nums, dim=2)
     den = torch.stack(dens, dim=2) if with_denominator else None
     return num, den, kv, z
@@ -92,7 +95,9 @@ def bidirectional_reference(
     b, t = q.shape[0], q.shape[2]
     q, k, v, q_rot, k_rot, beta, gamma = (x.float() for x in (q, k, v, q_rot, k_rot, beta, gamma))
     both = lambda x: torch.cat([x, x.flip(2)])  # noqa: E731  (2B, H, T, ...): reverse half in scan order
-    k2, v2, kr2, beta2, gamma2 = both(k) if with_denominator else None, both(v), both(k_rot), both(beta), both(gamma)
+    # Frames as separate views up front (see scan_reference).
+    v2, kr2, beta2, gamma2 = (both(x).unbind(2) for x in (v, k_rot, beta, gamma))
+    k2 = both(k).unbind(2) if with_denominator else None
     dv, dk = v.shape[-1], q.shape[-1]
     kv = torch.zeros(2 * b, q.shape[1], dv, dk, device=q.device)
     if initial_kv is not None:
@@ -109,13 +114,13 @@ def bidirectional_reference(
             kv = torch.cat([kv[:b], torch.zeros_like(kv[b:])])
             z = None if z is None else torch.cat([z[:b], torch.zeros_like(z[b:])])
         rev_kv, rev_z = kv[b:], None if z is None else z[b:]  # exclusive: read before the write
-        g = gamma2[:, :, i, None, None]
-        bt = beta2[:, :, i, :, None]
-        pred = kr2[:, :, i] @ kv.transpose(-1, -2)
-        kv = g * kv + ((v2[:, :, i] - g * pred) * bt).transpose(-1, -2) @ kr2[:, :, i]
+        g = gamma2[i][:, :, None, None]
+        bt = beta2[i][..., None]
+        pred = kr2[i] @ kv.transpose(-1, -2)
+        kv = g * kv + ((v2[i] - g * pred) * bt).transpose(-1, -2) @ kr2[i]
         if z is not None:
-            recall = k2[:, :, i] @ z[..., None]  # (2B, H, S, 1)
-            z = g[..., 0] * z + ((bt * (1 - g * recall)).transpose(-1, -2) @ k2[:, :, i]).squeeze(-2)
+            recall = k2[i] @ z[..., None]  # (2B, H, S, 1)
+            z = g[..., 0] * z + ((bt * (1 - g * recall)).transpose(-1, -2) @ k2[i]).squeeze(-2)
         kv_read[i] = kv[:b] if kv_read[i] is None else kv_read[i] + kv[:b]
         kv_read[j] = rev_kv if kv_read[j] is None else kv_read[j] + rev_kv
         if z is not None:
