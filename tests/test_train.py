@@ -112,19 +112,33 @@ def _torchrun(args: list[str], tmp: Path, port: int) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_two_processes_equal_one_with_the_same_global_batch(pipeline, tmp_path, strategy):
+STAGE_ARGS = {
+    "bidirectional": ["optim.ema_decay=0.9"],  # from scratch
+    # The student's loss is taken chunk by chunk (DDP's no_sync until the last), the critic in one pass.
+    "self_forcing": ["distill.generator_every=1", "init={bi}", "teacher={cc}"],
+}
+
+
+@pytest.mark.parametrize("stage, strategy", [("bidirectional", "ddp"), ("bidirectional", "fsdp"), ("self_forcing", "ddp"),
+                                             ("self_forcing", "fsdp")])
+def test_two_processes_equal_one_with_the_same_global_batch(pipeline, tmp_path, stage, strategy):
     # eps = 1e-6: Adam's default 1e-10 turns reduction-order noise in ~0 gradients into +-lr steps.
-    common = [*BASE, "stage=bidirectional", f"data={pipeline / 'latents'}", "steps=3", "optim.lr=1e-3", "optim.eps=1e-6",
-              "optim.ema_decay=0.9"]
+    common = [*BASE, f"stage={stage}", f"data={pipeline / 'latents'}", "steps=3", "optim.lr=1e-3", "optim.eps=1e-6",
+              *(a.format(bi=pipeline / "bi", cc=pipeline / "cc") for a in STAGE_ARGS[stage])]
     train(compose([*common, f"out={tmp_path / 'one'}", "batch_size=2"]))
-    _torchrun([*common, f"out={tmp_path / 'two'}", "batch_size=1", f"strategy={strategy}"], tmp_path, 29400 + (strategy == "fsdp"))
-    a, b = params(tmp_path / "one"), params(tmp_path / "two")
-    assert sorted(a) == sorted(b)
-    worst = max((a[k] - b[k]).abs().max().item() for k in a)
-    assert worst < 1e-5, worst  # 3 steps of lr 1e-3: a wrong batch split or unsynced gradients moves weights by ~1e-3
-    moved = max((a[k] - params(pipeline / "bi")[k]).abs().max().item() for k in a)
-    assert moved > 1e-4
+    port = 29400 + 2 * list(STAGE_ARGS).index(stage) + (strategy == "fsdp")
+    _torchrun([*common, f"out={tmp_path / 'two'}", "batch_size=1", f"strategy={strategy}"], tmp_path, port)
+    names = ["dit", "critic"] if stage == "self_forcing" else ["dit"]
+    for name in names:
+        a, b = params(tmp_path / "one", name), params(tmp_path / "two", name)
+        assert sorted(a) == sorted(b)
+        worst = max((a[k] - b[k]).abs().max().item() for k in a)
+        assert worst < 1e-5, (name, worst)  # 3 steps of lr 1e-3: a wrong batch split or unsynced gradients moves weights by ~1e-3
+        moments = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=False)["optimizers"][name]["state"]
+        assert sum(bool(st["exp_avg"].abs().max() > 0) for st in moments.values()) > 20  # real gradients reached the weights
+        if stage == "self_forcing":  # the student started from bi, the critic from the teacher: both moved
+            start = load_file(str(pipeline / ("bi" if name == "dit" else "cc") / "world" / "dit.safetensors"))
+            assert max((a["module." + k] - v).abs().max().item() for k, v in start.items()) > 1e-4
     assert (tmp_path / "two" / "world" / "world.json").exists()
 
 
