@@ -9,6 +9,9 @@ import numpy as np
 from gymnasium import spaces
 
 RENDER_FPS = 16
+# The camera's collision radius in metres; both worlds spawn it this far from geometry, so that the same
+# seed starts SanaWM-v0 and SanaWM-GT-v0 at the same pose.
+CAMERA_RADIUS = 0.25
 
 
 def action_space() -> spaces.Box:

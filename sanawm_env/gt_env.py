@@ -12,7 +12,7 @@ from gymnasium.error import ResetNeeded
 
 from model.camera import delta_steps, intrinsics_from_fov
 
-from .common import (RENDER_FPS, action_space, check_action, check_options, check_pose, check_positive_float,
+from .common import (CAMERA_RADIUS, RENDER_FPS, action_space, check_action, check_options, check_pose, check_positive_float,
                      check_positive_int, check_scene_seed, observation_space)
 from .render import render
 from .scene import Scene, SceneConfig, generate_scene
@@ -103,7 +103,7 @@ class SanaWMGTEnv(gym.Env[np.ndarray, np.ndarray]):
         task: str = "explore",
         task_kwargs: dict[str, Any] | None = None,
         scene: SceneConfig | dict[str, Any] | None = None,
-        camera_radius: float = 0.25,
+        camera_radius: float = CAMERA_RADIUS,
         return_depth: bool = False,
     ) -> None:
         for name, value in (("height", height), ("width", width), ("frames_per_step", frames_per_step)):
