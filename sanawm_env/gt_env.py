@@ -10,13 +10,14 @@ import numpy as np
 import torch
 from gymnasium.error import ResetNeeded
 
-from model.camera import delta_steps, intrinsics_from_fov
+from model.camera import intrinsics_from_fov
 
 from .common import (CAMERA_RADIUS, RENDER_FPS, action_space, check_action, check_options, check_pose, check_positive_float,
                      check_positive_int, check_scene_seed, observation_space)
 from .render import render
 from .scene import Scene, SceneConfig, generate_scene
 from .tasks import make_task
+from .trajectories import move_camera
 
 RESET_OPTIONS = ("scene_seed", "pose")
 
@@ -186,15 +187,7 @@ class SanaWMGTEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def _move(self, start: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, bool]:
         """Poses (F, 4, 4) of the step's raw frames; collisions stop the camera and it slides on."""
-        increments = delta_steps(torch.from_numpy(delta), self.frames_per_step).numpy()
-        poses, current, collided = [], start, False
-        for inc in increments:
-            nxt = current @ inc
-            nxt[:3, 3], hit = self.scene.resolve_motion(current[:3, 3], nxt[:3, 3], self.camera_radius)
-            collided |= hit
-            poses.append(nxt)
-            current = nxt
-        return np.stack(poses), collided
+        return move_camera(self.scene, start, delta, self.frames_per_step, self.camera_radius)
 
     def _render(self, poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """RGB (F, H, W, 3) uint8 and z-depth (F, H, W) of cameras ``poses`` (F, 4, 4)."""

@@ -1,5 +1,6 @@
 """Camera paths through a procedural world, for training clips: smooth random 6-DoF motion, forward
-walks that turn away from walls, and revisit loops that go out and come back to the first pose.
+walks that turn away from walls, revisit loops that go out and come back to the first pose, and
+agent-like paths made of env steps (piecewise-constant 6-DoF motions in the action space's range).
 
 Every path is a sequence of camera-to-world poses (F, 4, 4) float64 sampled at ``fps``, stays out of
 the geometry (it moves through ``Scene.resolve_motion``) and is a deterministic function of the
@@ -12,10 +13,15 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+import torch
 
+from model.camera import delta_steps
+
+from .common import CAMERA_RADIUS
 from .scene import Scene
 
-CAMERA_RADIUS = 0.25
+# An env step of the agent paths: raw frames and the largest motion (the envs' default action scale).
+STEP_FRAMES, MAX_TRANSLATION, MAX_ROTATION = 12, 0.5, math.radians(30.0)
 
 
 def pose_from(position: np.ndarray, yaw: float, pitch: float = 0.0, roll: float = 0.0) -> np.ndarray:
@@ -190,10 +196,47 @@ def revisit_loop(scene: Scene, rng: np.random.Generator, frames: int, fps: float
     return np.stack(poses[:frames])
 
 
+def move_camera(scene: Scene, start: np.ndarray, delta: np.ndarray, frames: int, radius: float = CAMERA_RADIUS) -> tuple[np.ndarray, bool]:
+    """The poses (frames, 4, 4) of one env step: the 6-DoF camera-frame ``delta`` (metres, radians)
+    spread evenly over ``frames`` raw frames from ``start``; geometry stops the camera and it slides on.
+    Returns the poses and whether it hit anything."""
+    increments = delta_steps(torch.from_numpy(np.asarray(delta, dtype=np.float64)), frames).numpy()
+    poses, current, collided = [], start, False
+    for inc in increments:
+        nxt = current @ inc
+        nxt[:3, 3], hit = scene.resolve_motion(current[:3, 3], nxt[:3, 3], radius)
+        collided |= hit
+        poses.append(nxt)
+        current = nxt
+    return np.stack(poses), collided
+
+
+def agent_steps(scene: Scene, rng: np.random.Generator, frames: int, fps: float = 16.0) -> np.ndarray:
+    """Moves the way an agent drives the env: steps of ``STEP_FRAMES`` raw frames, each a constant
+    6-DoF motion drawn from the action space's range (forward / strafe and yaw up to the full scale,
+    vertical motion, pitch and roll small), held for a random number of steps as a policy holds a
+    key; pitch is kept within 45 degrees. ``fps`` does not change a step's motion (an action is per step)."""
+    pose = scene.spawn_pose(rng, CAMERA_RADIUS).numpy()
+    # (dx, dy, dz, droll, dpitch, dyaw), as model.camera.camera_delta takes them.
+    scale = np.array([MAX_TRANSLATION, 0.2 * MAX_TRANSLATION, MAX_TRANSLATION, 0.1 * MAX_ROTATION, 0.3 * MAX_ROTATION, MAX_ROTATION])
+    poses, action = [pose], np.zeros(6)
+    while len(poses) < frames:
+        if not action.any() or rng.random() < 0.5:
+            action = rng.uniform(-1, 1, 6) * scale
+        pitch = math.asin(float(np.clip(-pose[1, 2], -1, 1)))  # y points down: forward with -y looks up
+        if abs(pitch) > math.radians(45) and np.sign(action[4]) == np.sign(pitch):
+            action[4] = -action[4]
+        step, _ = move_camera(scene, pose, action, STEP_FRAMES)
+        poses.extend(step)
+        pose = step[-1]
+    return np.stack(poses[:frames])
+
+
 TRAJECTORIES: dict[str, Callable[[Scene, np.random.Generator, int, float], np.ndarray]] = {
     "walk": forward_walk,
     "smooth": smooth_random,
     "revisit": revisit_loop,
+    "agent": agent_steps,
 }
 
 

@@ -44,3 +44,26 @@ def test_bad_arguments():
         make_trajectory("walk", scene, rng, 0)
     with pytest.raises(ValueError, match="fps must be positive"):
         make_trajectory("walk", scene, rng, 5, fps=0)
+
+
+def test_agent_paths_are_env_steps_in_the_action_range():
+    import torch
+
+    from model.camera import so3_log
+    from sanawm_env.trajectories import MAX_ROTATION, MAX_TRANSLATION, STEP_FRAMES
+
+    scene = generate_scene(5)
+    poses = make_trajectory("agent", scene, np.random.default_rng(1), 1 + 40 * STEP_FRAMES)
+    deltas = []
+    for s in range(40):  # each step: the same camera-frame increment on every frame (unless a wall stopped it)
+        a, b = poses[s * STEP_FRAMES], poses[(s + 1) * STEP_FRAMES]
+        rel = np.linalg.inv(a) @ b
+        deltas.append(np.concatenate([rel[:3, 3], so3_log(torch.from_numpy(rel[:3, :3])).numpy()]))
+    deltas = np.array(deltas)  # (steps, 6): translation, then rotation vector (pitch, yaw, roll) in the step's start frame
+    assert np.abs(deltas[:, 3:]).max() <= MAX_ROTATION * 1.01
+    assert np.linalg.norm(deltas[:, :3], axis=1).max() <= MAX_TRANSLATION * np.sqrt(2.04) + 1e-6
+    assert np.abs(deltas[:, 4]).max() > 0.5 * MAX_ROTATION, "some steps turn hard"
+    pitch = np.degrees(np.arcsin(np.clip(-poses[:, 1, 2], -1, 1)))
+    assert np.abs(pitch).max() < 45 + 0.3 * 30 + 1
+    same = sum(np.allclose(deltas[i], deltas[i + 1], atol=1e-6) for i in range(39))
+    assert 5 <= same <= 35, "actions are held for a while, as a policy holds a key"
