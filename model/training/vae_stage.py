@@ -27,15 +27,18 @@ def _vae(cfg) -> CausalVideoVAE:
     return CausalVideoVAE(world_size(cfg.world).vae)
 
 
-def vae_losses(vae: CausalVideoVAE, video: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """L1 reconstruction error of a posterior sample (reparameterised with ``noise``) and the KL
-    divergence of the posterior from N(0, I), both means over elements."""
+def vae_losses(vae: CausalVideoVAE, video: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """L1 reconstruction error of a posterior sample (reparameterised with ``noise``), the KL
+    divergence of the posterior from N(0, I), both means over elements, and the reconstruction's
+    PSNR in dB (frames in [-1, 1], for the log)."""
     mean, logvar, _ = vae.moments(video)
     z = mean + noise * (0.5 * logvar).exp()
     recon, _ = vae.decode(vae.normalize(z))
     l1 = (recon.float() - video).abs().mean()
     kl = 0.5 * (mean.float().pow(2) + logvar.float().exp() - 1 - logvar.float()).mean()
-    return l1, kl
+    with torch.no_grad():
+        psnr = 10 * torch.log10(4 / (recon.float().clamp(-1, 1) - video).pow(2).mean().clamp_min(1e-10))
+    return l1, kl, psnr
 
 
 class VAEStage(Stage):
@@ -61,9 +64,9 @@ class VAEStage(Stage):
         noise = torch.stack([torch.randn(self._latent_shape(video), generator=clip_generator(self.cfg.seed, step, int(i)))
                              for i in batch["index"]]).to(self.d.device)
         with self.autocast():
-            l1, kl = self.run("vae", vae_losses, video, noise)
+            l1, kl, psnr = self.run("vae", vae_losses, video, noise)
         loss = l1 + self.cfg.vae_stage.kl_weight * kl
-        return {"loss": loss.item(), "l1": l1.item(), "kl": kl.item(), **self.update("vae", loss, step)}
+        return {"loss": loss.item(), "l1": l1.item(), "kl": kl.item(), "psnr_db": psnr.item(), **self.update("vae", loss, step)}
 
     def _latent_shape(self, video: torch.Tensor) -> tuple[int, ...]:
         cfg = self.plain["vae"].config
