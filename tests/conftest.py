@@ -22,3 +22,26 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "gpu" in item.keywords:
                 item.add_marker(skip)
+
+
+@pytest.fixture
+def re10k_folder():
+    """``make(root, n=4, h=12, w=16, name="seq0")``: a RealEstate10K-style sequence under ``root`` (a
+    camera file and a folder of n grey PNG frames named by timestamp, random poses); returns its cameras."""
+    import numpy as np
+    from PIL import Image
+
+    from model.camera import Re10kCameras, se3, so3_exp, write_re10k_cameras
+
+    def make(root, n=4, h=12, w=16, name="seq0"):
+        g = torch.Generator().manual_seed(0)
+        c2w = torch.stack([se3(so3_exp(torch.randn(3, generator=g, dtype=torch.float64) * 0.1), torch.randn(3, generator=g, dtype=torch.float64))
+                           for _ in range(n)])
+        cams = Re10kCameras("https://youtu.be/x", torch.arange(n) * 1000 + 7, torch.tensor([[0.6, 0.8, 0.5, 0.5]] * n, dtype=torch.float64), c2w)
+        write_re10k_cameras(root / f"{name}.txt", cams)
+        (root / name).mkdir()
+        for i, ts in enumerate(cams.timestamps.tolist()):
+            Image.fromarray(np.full((h, w, 3), i * 40 % 256, np.uint8)).save(root / name / f"{ts}.png")
+        return cams
+
+    return make

@@ -8,7 +8,6 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from model.camera import Re10kCameras, se3, so3_exp, write_re10k_cameras
 from model.clips import ClipDataset, ClipShardWriter, RealEstate10KDataset, open_clips
 from sanawm.cli import main
 from sanawm_env.datagen import generate_clips
@@ -78,19 +77,8 @@ def test_writer_rejects_bad_clips(tmp_path):
         ClipDataset(tmp_path / "ds", clip_frames=5, frame_stride=2)
 
 
-def _re10k_folder(root, n=4, h=12, w=16):
-    g = torch.Generator().manual_seed(0)
-    c2w = torch.stack([se3(so3_exp(torch.randn(3, generator=g, dtype=torch.float64) * 0.1), torch.randn(3, generator=g, dtype=torch.float64)) for _ in range(n)])
-    cams = Re10kCameras("https://youtu.be/x", torch.arange(n) * 1000 + 7, torch.tensor([[0.6, 0.8, 0.5, 0.5]] * n, dtype=torch.float64), c2w)
-    write_re10k_cameras(root / "seq0.txt", cams)
-    (root / "seq0").mkdir()
-    for i, ts in enumerate(cams.timestamps.tolist()):
-        Image.fromarray(np.full((h, w, 3), i * 40, np.uint8)).save(root / "seq0" / f"{ts}.png")
-    return cams
-
-
-def test_realestate10k_folder(tmp_path):
-    cams = _re10k_folder(tmp_path)
+def test_realestate10k_folder(tmp_path, re10k_folder):
+    cams = re10k_folder(tmp_path)
     ds = open_clips(tmp_path)
     assert isinstance(ds, RealEstate10KDataset) and len(ds) == 1
     item = ds[0]

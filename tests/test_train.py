@@ -264,3 +264,14 @@ def test_worker_processes_read_the_same_batches(pipeline, tmp_path):
     train(compose(["world=tiny", "num_workers=2", "progress=false", "latent_frames=7", "stage=bidirectional", lat, "steps=2", f"out={tmp_path / 'w2'}"]))
     a, b = params(tmp_path / "w0"), params(tmp_path / "w2")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_vae_and_latents_stages_read_realestate10k_folders(tmp_path, re10k_folder):
+    data = tmp_path / "re10k"
+    data.mkdir()
+    for name in ("a", "b"):
+        re10k_folder(data, n=13, h=32, w=32, name=name)
+    run(tmp_path, "vae", "vae", f"data={data}", "steps=1", "latent_frames=4")
+    run(tmp_path, "latents", "latents", f"data={data}", f"vae={tmp_path / 'vae'}")
+    index = json.loads((tmp_path / "latents" / "index.json").read_text())
+    assert index["num_clips"] == 2 and index["latent_frames"] == 4 and index["image_size"] == [32, 32]
