@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader
 
 from model.clips import ClipDataset, ClipShardWriter, RealEstate10KDataset, open_clips
