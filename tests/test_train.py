@@ -275,3 +275,14 @@ def test_vae_and_latents_stages_read_realestate10k_folders(tmp_path, re10k_folde
     run(tmp_path, "latents", "latents", f"data={data}", f"vae={tmp_path / 'vae'}")
     index = json.loads((tmp_path / "latents" / "index.json").read_text())
     assert index["num_clips"] == 2 and index["latent_frames"] == 4 and index["image_size"] == [32, 32]
+
+
+def test_a_failed_checkpoint_write_leaves_the_previous_one(tmp_path):
+    from model.training import checkpoints
+
+    path = checkpoints.save(tmp_path / "checkpoint.pt", {"stage": "vae", "world": "tiny", "step": 1})
+    before = path.read_bytes()
+    with pytest.raises(Exception):
+        checkpoints.save(path, {"stage": "vae", "world": "tiny", "step": 2, "unpicklable": lambda: None})
+    assert path.read_bytes() == before and not (tmp_path / "checkpoint.pt.tmp").exists()
+    assert checkpoints.load(path, "vae", "tiny")["step"] == 1
