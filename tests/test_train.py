@@ -133,7 +133,7 @@ def test_two_processes_equal_one_with_the_same_global_batch(pipeline, tmp_path, 
         a, b = params(tmp_path / "one", name), params(tmp_path / "two", name)
         assert sorted(a) == sorted(b)
         worst = max((a[k] - b[k]).abs().max().item() for k in a)
-        assert worst < 1e-5, (name, worst)  # 3 steps of lr 1e-3: a wrong batch split or unsynced gradients moves weights by ~1e-3
+        assert worst < 5e-5, (name, worst)  # 3 steps of lr 1e-3: a wrong batch split or unsynced gradients moves weights by ~1e-3
         moments = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=False)["optimizers"][name]["state"]
         assert sum(bool(st["exp_avg"].abs().max() > 0) for st in moments.values()) > 20  # real gradients reached the weights
         if stage == "self_forcing":  # the student started from bi, the critic from the teacher: both moved
@@ -286,3 +286,14 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one(tmp_path):
         checkpoints.save(path, {"stage": "vae", "world": "tiny", "step": 2, "unpicklable": lambda: None})
     assert path.read_bytes() == before and not (tmp_path / "checkpoint.pt.tmp").exists()
     assert checkpoints.load(path, "vae", "tiny")["step"] == 1
+
+
+def test_ode_keeps_one_teacher_trajectory_per_clip(pipeline, tmp_path):
+    files = sorted((pipeline / "ode" / "trajectories").glob("clip-*.safetensors"))
+    assert 1 <= len(files) <= 2  # 2 steps of one clip each
+    traj = load_file(str(files[0]))["trajectory"]
+    assert traj.shape == (5, 8, 7, 4, 4) and torch.isfinite(traj).all()  # 4 student levels + clean, C, T, h, w
+    assert not torch.equal(traj[0], traj[-1])  # the teacher moved the noise
+    run(tmp_path, "ode", "again", f"data={pipeline / 'latents'}", "steps=2", f"teacher={pipeline / 'cc'}")
+    again = tmp_path / "again" / "trajectories" / files[0].name
+    assert again.read_bytes() == files[0].read_bytes()

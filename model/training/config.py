@@ -67,6 +67,7 @@ class DistillConfig:
 
     student_sigmas: tuple[float, ...] = (1.0, 0.9, 0.75, 0.5, 0.0)  # release: steps 1000/967/908/764 under shift 10; ours under shift 3
     teacher_substeps: int = 4  # teacher Euler steps per student interval (ODE trajectories land on the student's levels)
+    trajectory_cache: bool = True  # ode: one teacher trajectory per clip, made once and kept in <out>/trajectories (the release precomputes them)
     window: int = 1  # recent chunks of softmax K/V the student keeps besides the sink, as in the env
     critic_lr: float = 4e-5  # the fake score's AdamW lr (release 2e-6 at 2.6B)
     generator_every: int = 5  # the generator is updated every n-th step, the critic every step (release 5)

@@ -15,8 +15,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 
+PER_CLIP = 2**32 - 1  # the "step" of draws that belong to a clip for the whole run (the ODE teacher's noise)
+
+
 def clip_generator(seed: int, step: int, index: int) -> torch.Generator:
-    """The random numbers of clip ``index`` at ``step``."""
+    """The random numbers of clip ``index`` at ``step`` (``PER_CLIP``: the same at every step)."""
     state = np.random.SeedSequence([seed, step, index]).generate_state(2, dtype=np.uint32)
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 

@@ -4,14 +4,19 @@ learns by distribution matching against the frozen teacher, with a trained fake 
 
 from __future__ import annotations
 
-import torch
+import os
+from pathlib import Path
 
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..camera_conditions import null_camera
 from ..chunks import chunk_bounds
 from ..dit import SanaWMDiT
-from ..camera_conditions import null_camera
 from ..flow import shift_sigma
 from ..generator import StreamingGenerator, WorldState
 from ..rollout import chunk_noise, stream_latents
+from .data import PER_CLIP, clip_generator
 from .dit_stages import LatentStage, dit_velocity, flow_loss
 from .stage import load_dit
 
@@ -67,11 +72,30 @@ class ODEStage(DistillStage):
         firsts = first[None].expand(k + 1, -1, -1, -1, -1, -1)
         return torch.cat([firsts, *chunks], dim=3)
 
+    def cached_trajectories(self, batch: dict[str, Tensor], x0: Tensor, camera: Tensor, plucker: Tensor) -> Tensor:
+        """``trajectories`` of the batch with each clip's noise fixed for the run, each made once and
+        kept under ``<out>/trajectories`` (written atomically: processes may make the same clip)."""
+        folder = Path(self.cfg.out) / "trajectories"
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = [folder / f"clip-{int(i):07d}-{x0.shape[2]}.safetensors" for i in batch["index"]]
+        missing = [row for row, p in enumerate(paths) if not p.exists()]
+        if missing:
+            gens = [clip_generator(self.cfg.seed, PER_CLIP, int(batch["index"][row])) for row in missing]
+            made = self.trajectories(x0[missing, :, :1], camera[missing], plucker[missing], gens)
+            for j, row in enumerate(missing):
+                tmp = paths[row].with_name(paths[row].name + f".{self.d.rank}.tmp")
+                save_file({"trajectory": made[:, j].contiguous().cpu()}, str(tmp))
+                os.replace(tmp, paths[row])
+        return torch.stack([load_file(str(p))["trajectory"] for p in paths], dim=1).to(x0.device)
+
     def step(self, batch, step):
         x0, camera, plucker = self.batch(batch)
         b, _, t = x0.shape[:3]
         gens = self.draws(batch, step, lambda g, row: g)
-        traj = self.trajectories(x0[:, :, :1], camera, plucker, gens)  # (K + 1, B, C, T, h, w)
+        if self.cfg.distill.trajectory_cache:
+            traj = self.cached_trajectories(batch, x0, camera, plucker)  # (K + 1, B, C, T, h, w)
+        else:
+            traj = self.trajectories(x0[:, :, :1], camera, plucker, gens)
         chunks = chunk_bounds(t)
         pick = torch.stack([torch.randint(len(self.sigmas), (len(chunks),), generator=g) for g in gens])  # (B, n)
         frame_pick = torch.zeros(b, t, dtype=torch.long)
