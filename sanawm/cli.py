@@ -3,6 +3,7 @@
     sanawm demo [key=value ...]          one rollout -> video + trajectory plot (Hydra overrides)
     sanawm data generate --out DIR ...   render training clips from procedural worlds
     sanawm train stage=<stage> ...       one stage of the training recipe (Hydra overrides)
+    sanawm eval [key=value ...]          a world against the ground truth -> table, JSON, plots, videos
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from sanawm_env.evaluation import EvalConfig
 
 
 @dataclass
@@ -138,6 +142,36 @@ def _train(args: argparse.Namespace) -> int:
     return train_main(args.overrides)
 
 
+def compose_eval(overrides: list[str]) -> EvalConfig:
+    """The typed config of ``sanawm eval`` from Hydra overrides of ``configs/eval/eval.yaml``: Hydra
+    rejects unknown keys and wrong types, ``EvalConfig.__post_init__`` bad values (ValueError)."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    from sanawm_env.evaluation import EvalConfig
+
+    ConfigStore.instance().store(name="eval_schema", node=EvalConfig)
+    with initialize_config_module(config_module="configs.eval", version_base=None):
+        cfg = compose(config_name="eval", overrides=overrides)
+    return EvalConfig(**OmegaConf.to_container(cfg, resolve=True))
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from hydra.errors import ConfigCompositionException
+
+    from sanawm_env.evaluation import evaluate
+
+    try:
+        result = evaluate(compose_eval(args.overrides))
+    except (ConfigCompositionException, ValueError, FileNotFoundError) as e:
+        print(f"sanawm eval: error: {e}", file=sys.stderr)
+        return 2
+    print(result.table)
+    print(f"\ntable: {result.paths['table']}\nmetrics: {result.paths['metrics']}\nplots and videos: {result.paths['table'].parent}")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -181,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
                            "ode, self_forcing, refiner)", prefix_chars="\0")
     train.add_argument("overrides", nargs="*", help="Hydra overrides of configs/train/train.yaml, e.g. stage=vae data=clips out=runs/vae")
     train.set_defaults(func=_train)
+
+    evaluate = sub.add_parser("eval", help="evaluate a world against the procedural ground truth (fidelity, action following, "
+                              "revisit consistency, degradation)", prefix_chars="\0")
+    evaluate.add_argument("overrides", nargs="*", help="Hydra overrides of configs/eval/eval.yaml, e.g. world=runs/sf/world splits.hard=20")
+    evaluate.set_defaults(func=_eval)
     return parser
 
 
