@@ -138,7 +138,8 @@ class MixFFN(nn.Module):
         r = self.reach
         # The 1x1 convs run as matmuls on the tokens (the same weights; much faster on small grids).
         inv, point = self.inverted_conv.conv, self.point_conv.conv
-        y = F.silu(F.linear(x, inv.weight[:, :, 0, 0], inv.bias), inplace=True)  # (B, N, 2I)
+        # In place only without autograd: under it, torch keeps a copy of the input for the backward anyway.
+        y = F.silu(F.linear(x, inv.weight[:, :, 0, 0], inv.bias), inplace=not torch.is_grad_enabled())  # (B, N, 2I)
         y = self.depth_conv(y.reshape(b * t, h, w, -1).permute(0, 3, 1, 2))
         value, gate = y.permute(0, 2, 3, 1).reshape(b, n, -1).chunk(2, dim=-1)
         y = F.linear(value * F.silu(gate), point.weight[:, :, 0, 0]).reshape(b, t, h * w, c)
