@@ -30,18 +30,16 @@ class NonFiniteLoss(RuntimeError):
 
 
 class Methods(nn.Module):
-    """Routes every call of a trained module through ``forward``, so DDP's gradient hooks and
-    FSDP2's unsharding also see what a stage runs: a method by name (``"stream"``), or a function
-    ``fn(module, *args)`` holding a whole loss computation (DDP wants one forward per backward)."""
+    """Runs ``fn(module, *args)`` as the wrapped module's ``forward``, so DDP's gradient hooks and
+    FSDP2's unsharding see whatever a stage computes with it (``dit.stream``, a whole rollout), one
+    forward per backward as DDP wants."""
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
         self.module = module
 
-    def forward(self, method: str | Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if callable(method):
-            return method(self.module, *args, **kwargs)
-        return getattr(self.module, method)(*args, **kwargs)
+    def forward(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(self.module, *args)
 
 
 def world_folder(path: str | Path) -> Path:
@@ -54,21 +52,18 @@ def world_folder(path: str | Path) -> Path:
     raise FileNotFoundError(f"{path}: neither a world folder (world.json) nor a run folder with world/")
 
 
-def load_dit(path: str | Path, size: str) -> SanaWMDiT:
-    """The DiT of a world or run folder, checked to be of world size ``size``."""
-    folder = world_folder(path)
-    world = load_world(folder)
-    if world.info.size != size:
-        raise ValueError(f"{folder}: a '{world.info.size}' world, but world={size} was asked")
-    return world.dit
-
-
 def load_world_checked(path: str | Path, size: str) -> WorldModel:
+    """The world of a world or run folder, checked to be of world size ``size``."""
     folder = world_folder(path)
     world = load_world(folder)
     if world.info.size != size:
         raise ValueError(f"{folder}: a '{world.info.size}' world, but world={size} was asked")
     return world
+
+
+def load_dit(path: str | Path, size: str) -> SanaWMDiT:
+    """The DiT of a world or run folder of world size ``size``."""
+    return load_world_checked(path, size).dit
 
 
 def load_vae_file(path: str | Path):
