@@ -17,7 +17,7 @@ from ..flow import shift_sigma
 from ..generator import StreamingGenerator, WorldState
 from ..rollout import chunk_noise, stream_latents
 from .data import PER_CLIP, clip_generator
-from .dit_stages import LatentStage, dit_velocity, flow_loss
+from .dit_stages import LatentStage, dit_velocity, flow_loss, masked_clip_mse
 from .stage import load_dit
 
 Tensor = torch.Tensor
@@ -108,10 +108,7 @@ class ODEStage(DistillStage):
         target = traj[-1]
         with self.autocast():
             v = self.run("dit", dit_velocity, xs, sigma, camera, plucker, "chunk_causal")
-        weight = (sigma > 0).float()[:, None, :, None, None]
-        estimate = xs - sigma[:, None, :, None, None] * v.float()
-        per_clip = ((estimate - target) ** 2 * weight).sum(dim=(1, 2, 3, 4)) / (weight.sum(dim=(1, 2, 3, 4)) * x0[0, :, 0].numel()).clamp_min(1)
-        loss = per_clip.mean()
+        loss = masked_clip_mse(xs - sigma[:, None, :, None, None] * v.float(), target, sigma)
         return {"loss": loss.item(), **self.update("dit", loss, step)}
 
 
@@ -160,6 +157,12 @@ class SelfForcingStage(DistillStage):
         sigma[0] = 0.0  # frame 0 stays the clean condition
         return sigma
 
+    def renoise(self, video: Tensor, gens: list[torch.Generator]) -> tuple[Tensor, Tensor, Tensor]:
+        """The student's video at a score level per clip: (noisy video, sigma (B, T), noise)."""
+        sigma = torch.stack([self.score_sigma(g, video.shape[2]) for g in gens]).to(video.device)
+        noise = torch.stack([torch.randn(video.shape[1:], generator=g) for g in gens]).to(video)
+        return self.flow.noisy(video, noise, sigma), sigma, noise
+
     @staticmethod
     @torch.no_grad()
     def x0_estimate(velocity, xs: Tensor, sigma: Tensor, camera: Tensor, plucker: Tensor, guidance: float = 1.0) -> Tensor:
@@ -185,26 +188,22 @@ class SelfForcingStage(DistillStage):
         if step % dc.generator_every == 0:
             metrics.update(self.generator_step(video, states, camera, plucker, noises, exit_step, gens, step))
         # The critic: flow matching on the student's videos.
-        sigma = torch.stack([self.score_sigma(g, t) for g in gens]).to(video.device)
-        noise = torch.stack([torch.randn(video.shape[1:], generator=g) for g in gens]).to(video)
+        xs, sigma, noise = self.renoise(video, gens)
         with self.autocast():
-            v = self.run("critic", dit_velocity, self.flow.noisy(video, noise, sigma), sigma, camera, plucker, "chunk_causal")
+            v = self.run("critic", dit_velocity, xs, sigma, camera, plucker, "chunk_causal")
         critic_loss = flow_loss(v, video, noise, sigma)
         metrics.update({"critic_loss": critic_loss.item(), **self.update("critic", critic_loss, step)})
         return metrics
 
     def generator_step(self, video, states, camera, plucker, noises, exit_step, gens, step) -> dict[str, float]:
-        t = video.shape[2]
-        sigma = torch.stack([self.score_sigma(g, t) for g in gens]).to(video.device)
-        noise = torch.stack([torch.randn(video.shape[1:], generator=g) for g in gens]).to(video)
-        xs = self.flow.noisy(video, noise, sigma)
+        xs, sigma, _ = self.renoise(video, gens)
         with self.autocast():
             real = self.x0_estimate(lambda *a: dit_velocity(self.teacher, *a, "chunk_causal"), xs, sigma, camera, plucker,
                                     self.cfg.distill.real_guidance)
             fake = self.x0_estimate(lambda *a: self.run("critic", dit_velocity, *a, "chunk_causal"), xs, sigma, camera, plucker)
         scale = (video - real).abs().mean(dim=(1, 2, 3, 4), keepdim=True).clamp_min(1e-6)
         target = video - torch.nan_to_num((fake - real) / scale)  # (B, C, T, h, w)
-        chunks = chunk_bounds(t)
+        chunks = chunk_bounds(video.shape[2])
         count = video[:, :, 1:].numel()  # generated elements of the batch (frame 0 is given)
         total = torch.zeros((), device=video.device)
         for i, ((start, end), state, noise) in enumerate(zip(chunks, states, noises)):

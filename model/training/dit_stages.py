@@ -18,7 +18,7 @@ from ..flow import TIMESTEP_SCALE, FlowMatching, shift_sigma
 from ..generator import StreamingGenerator
 from ..rollout import chunk_noise, stream_latents
 from ..sizes import world_size
-from ..video import to_uint8, write_video
+from ..video import to_uint8
 from ..world import WorldInfo, WorldModel, save_world
 from .data import clip_generator
 from .latents import LatentDataset
@@ -27,13 +27,18 @@ from .stage import Stage, load_dit, load_world_checked
 Tensor = torch.Tensor
 
 
-def flow_loss(velocity: Tensor, x0: Tensor, noise: Tensor, sigma: Tensor) -> Tensor:
-    """Mean squared velocity error per clip over its noisy frames (sigma > 0), then over clips, so
-    every clip weighs the same however many of its frames are clean."""
-    weight = (sigma > 0).to(velocity.dtype)[:, None, :, None, None]
-    err = ((velocity.float() - (noise - x0)) ** 2 * weight).sum(dim=(1, 2, 3, 4))
-    count = weight.sum(dim=(1, 2, 3, 4)) * x0.shape[1] * x0.shape[3] * x0.shape[4]
+def masked_clip_mse(prediction: Tensor, target: Tensor, sigma: Tensor) -> Tensor:
+    """Mean squared error per clip over its noisy frames (sigma (B, T) > 0), then over clips, so every
+    clip weighs the same however many of its frames are clean."""
+    weight = (sigma > 0).to(prediction.dtype)[:, None, :, None, None]
+    err = ((prediction - target) ** 2 * weight).sum(dim=(1, 2, 3, 4))
+    count = weight.sum(dim=(1, 2, 3, 4)) * target.shape[1] * target.shape[3] * target.shape[4]
     return (err / count.clamp_min(1)).mean()
+
+
+def flow_loss(velocity: Tensor, x0: Tensor, noise: Tensor, sigma: Tensor) -> Tensor:
+    """The flow-matching loss: ``masked_clip_mse`` of the velocity against noise - x0."""
+    return masked_clip_mse(velocity.float(), noise - x0, sigma)
 
 
 def dit_velocity(dit: SanaWMDiT, xs: Tensor, sigma: Tensor, camera: Tensor, plucker: Tensor, mode: str) -> Tensor:
@@ -92,14 +97,13 @@ class LatentStage(Stage):
         dit = self.final_weights("dit")
         if not self.d.main:
             return []
-        dit = dit.to(self.d.device)
         item = self.dataset[0]
         x0, camera, plucker = item["latents"][None], item["camera"][None], item["plucker"][None]
         dev = self.d.device
         latents = self.generate(dit, x0[:, :, :1].to(dev), camera.to(dev), plucker.to(dev), torch.Generator().manual_seed(self.cfg.seed))
         vae = self.vae.to(dev)
         frames = np.concatenate([to_uint8(vae.decode(latents)[0])[0], to_uint8(vae.decode(x0.to(dev))[0])[0]], axis=2)
-        return [write_video(folder / f"step-{step:07d}.mp4", frames, fps=self.dataset.index["fps"])]
+        return [self.write_sample(folder, step, frames, self.dataset.index["fps"])]
 
     def export(self, out: Path) -> Path:
         dit = self.final_weights("dit")

@@ -21,7 +21,7 @@ import torch
 from ..chunks import chunk_bounds
 from ..generator import StreamingGenerator
 from ..refiner import SanaWMRefiner
-from ..video import to_uint8, write_video
+from ..video import to_uint8
 from ..world import save_world
 from ..rollout import chunk_noise, stream_latents
 from .dit_stages import LatentStage
@@ -92,7 +92,6 @@ class RefinerStage(LatentStage):
         refiner = self.final_weights("refiner")
         if not self.d.main:
             return []
-        refiner = refiner.to(self.d.device)
         item = self.dataset[0]
         dev = self.d.device
         x0, camera, plucker = item["latents"][None].to(dev), item["camera"][None].to(dev), item["plucker"][None].to(dev)
@@ -101,7 +100,7 @@ class RefinerStage(LatentStage):
         refined = refiner.refine(raw, self.fps, generator=g)
         vae = self.vae.to(dev)
         videos = [to_uint8(vae.decode(z)[0])[0] for z in (refined, raw, x0)]  # refined | student | ground truth
-        return [write_video(folder / f"step-{step:07d}.mp4", np.concatenate(videos, axis=2), fps=self.fps)]
+        return [self.write_sample(folder, step, np.concatenate(videos, axis=2), self.fps)]
 
     def export(self, out: Path) -> Path:
         refiner = self.final_weights("refiner")

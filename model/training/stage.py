@@ -13,12 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
 from ..checkpoint import load_model
 from ..dit import SanaWMDiT
+from ..video import write_video
 from ..world import WorldModel, load_world
 from . import checkpoints
 from .config import TrainConfig
@@ -149,8 +151,9 @@ class Stage:
         return contextlib.nullcontext()
 
     def final_weights(self, name: str) -> nn.Module | None:
-        """A plain copy of ``name`` with its EMA (or current) weights, for samples and export, on the
-        main process (None on the others); a collective under FSDP, so every process calls it."""
+        """A plain copy of ``name`` with its EMA (or current) weights on this process's device, for
+        samples and export, on the main process (None on the others); a collective under FSDP, so
+        every process calls it."""
         payload = checkpoints.gather({name: self.wrapped[name]}, {}, {name: self.emas[name]} if name in self.emas else {})
         if not self.d.main:
             return None
@@ -162,7 +165,12 @@ class Stage:
         state.update(payload["emas"].get(name, {}))
         copy = type(self.plain[name])(self.plain[name].config)
         copy.load_state_dict(state)
-        return copy.eval()
+        return copy.to(self.d.device).eval()
+
+    @staticmethod
+    def write_sample(folder: Path, step: int, frames: np.ndarray, fps: float = 16.0) -> Path:
+        """A sample video (generated and ground truth side by side) of ``step`` in ``folder``."""
+        return write_video(folder / f"step-{step:07d}.mp4", frames, fps=fps)
 
     # ---- what a stage defines ------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from ..checkpoint import save_model
 from ..clips import open_clips
 from ..sizes import world_size
 from ..vae import CausalVideoVAE
-from ..video import to_uint8, write_video
+from ..video import to_uint8
 from .data import Indexed, clip_generator
 from .latents import encode_clips, video_tensor
 from .stage import Stage, load_vae_file
@@ -78,18 +78,16 @@ class VAEStage(Stage):
         vae = self.final_weights("vae")
         if not self.d.main:
             return []
-        vae = vae.to(self.d.device)
         video = video_tensor(self.dataset[0]["frames"][None]).to(self.d.device)
         recon, _ = vae.decode(vae.encode(video))
         frames = np.concatenate([to_uint8(recon)[0], to_uint8(video)[0]], axis=2)  # reconstruction | ground truth
-        return [write_video(folder / f"step-{step:07d}.mp4", frames)]
+        return [self.write_sample(folder, step, frames)]
 
     @torch.no_grad()
     def export(self, out: Path) -> Path:
         vae = self.final_weights("vae")
         path = out / "vae.safetensors"
         if self.d.main:
-            vae = vae.to(self.d.device)
             n = min(self.cfg.vae_stage.stats_clips, len(self.dataset))
             means = [vae.moments(video_tensor(self.dataset[i]["frames"][None]).to(self.d.device))[0] for i in range(n)]
             z = torch.cat([m.transpose(0, 1).reshape(m.shape[1], -1) for m in means], dim=1)  # (C, all positions)
