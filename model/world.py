@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +19,6 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .atomic import write_text_atomic
 from .checkpoint import load_model, save_model
 from .dit import SanaWMDiT
 from .refiner import SanaWMRefiner
@@ -63,13 +64,28 @@ def fresh_world(size: str = "small", height: int = 64, width: int = 64, seed: in
 
 
 def save_world(path: str | Path, world: WorldModel) -> Path:
+    """Write ``world`` as the folder ``path``, whole: the files go to a temporary folder beside it,
+    which then replaces ``path``, so an interrupted save leaves the old world (or none) and a world
+    saved over another keeps none of the old files (a refiner it lacks, say)."""
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    save_model(path / "dit.safetensors", world.dit)
-    save_model(path / "vae.safetensors", world.vae)
-    if world.refiner is not None:
-        save_model(path / "refiner.safetensors", world.refiner)
-    write_text_atomic(path / "world.json", json.dumps(asdict(world.info), indent=2))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        save_model(tmp / "dit.safetensors", world.dit)
+        save_model(tmp / "vae.safetensors", world.vae)
+        if world.refiner is not None:
+            save_model(tmp / "refiner.safetensors", world.refiner)
+        (tmp / "world.json").write_text(json.dumps(asdict(world.info), indent=2))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
     return path
 
 

@@ -1,0 +1,37 @@
+"""Reliability: what a user writes is never lost or silently mixed (issue 19)."""
+
+import pytest
+import torch
+
+import model.world as world_module
+from model.world import fresh_world, load_world, save_world
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_a_world_saved_over_another_keeps_none_of_its_files(tmp_path):
+    save_world(tmp_path / "w", fresh_world("tiny", 32, 32, seed=0, refiner=True))
+    save_world(tmp_path / "w", fresh_world("tiny", 32, 32, seed=1, refiner=False))
+    loaded = load_world(tmp_path / "w")
+    assert loaded.refiner is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]  # no temporary folders left behind
+
+
+def test_an_interrupted_save_leaves_the_old_world_whole(tmp_path, monkeypatch):
+    old = fresh_world("tiny", 32, 32, seed=0)
+    save_world(tmp_path / "w", old)
+    real_save = world_module.save_model
+
+    def failing_save(path, module):
+        if path.name == "vae.safetensors":  # the new DiT is already written
+            raise KeyboardInterrupt
+        return real_save(path, module)
+
+    monkeypatch.setattr(world_module, "save_model", failing_save)
+    with pytest.raises(KeyboardInterrupt):
+        save_world(tmp_path / "w", fresh_world("tiny", 32, 32, seed=1))
+    loaded = load_world(tmp_path / "w")
+    assert _same_weights(loaded.dit, old.dit) and _same_weights(loaded.vae, old.vae)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]
