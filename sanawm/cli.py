@@ -49,8 +49,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
     """Roll out the wander policy in ``cfg.env``; write a video, a trajectory plot and a summary.
 
     For a learned world that started from a procedural scene, the video shows that scene rendered
-    along the same camera path beside the imagined frames, and the summary their PSNR
-    (``ground_truth=false`` turns this off).
+    along the same camera path beside the imagined frames, and the summary their PSNR next to that
+    of repeating the first frame (``ground_truth=false`` turns this off).
     """
     import gymnasium as gym
     import torch
@@ -90,6 +90,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
         k = torch.as_tensor(info["intrinsics"], dtype=torch.float64)
         truth = render(scene, torch.from_numpy(all_poses.astype(np.float64)), k, *video_frames.shape[1:3]).rgb.numpy()
         extra["psnr_db_vs_ground_truth"] = float(np.mean(psnr(video_frames[1:], truth[1:])))  # frame 0 is the given image
+        # The lower bracket: a world that never moves, showing its first frame for the whole path.
+        extra["psnr_db_repeat_first_frame"] = float(np.mean(psnr(np.broadcast_to(truth[:1], truth[1:].shape), truth[1:])))
         video_frames = np.concatenate([video_frames, truth], axis=2)  # imagined | ground truth
     video = write_video(out / "rollout.mp4", video_frames, fps=env.metadata.get("render_fps", 16))
     plot = plot_trajectory(out / "trajectory.png", all_poses, scene, title=f"{cfg.env}, seed {cfg.seed}")

@@ -30,6 +30,7 @@ def test_demo_writes_video_plot_and_summary(tmp_path, env):
     assert summary["steps"] == 3 and summary["frames"] == 1 + 3 * 12
     # A learned world is shown beside the procedural scene rendered along its path, and scored against it.
     assert ("psnr_db_vs_ground_truth" in summary) == (env == "SanaWM-v0")
+    assert ("psnr_db_repeat_first_frame" in summary) == (env == "SanaWM-v0")
     import imageio.v3 as iio
 
     assert iio.imread(paths["video"], index=0).shape[:2] == (24, 64 if env == "SanaWM-v0" else 32)
