@@ -165,7 +165,7 @@ class HybridAttention(nn.Module):
         out = out.transpose(1, 2).reshape(b, n, c)
 
         if ctx.ray_mats is not None:
-            out = out + self.out_proj_cam(self._camera(x, ctx, gates, past, new))
+            out = out + self.out_proj_cam(self._camera(x, ctx, gates, past, new).to(x.dtype))
         out = out * F.silu(self.output_gate(x).float())
         return self.proj(out.to(x.dtype)), new
 

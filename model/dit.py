@@ -54,7 +54,7 @@ class TimestepEmbedder(nn.Module):
         self.linear_2 = nn.Linear(hidden, hidden)
 
     def forward(self, t: Tensor) -> Tensor:
-        return self.linear_2(F.silu(self.linear_1(timestep_embedding(t, self.freq_dim))))
+        return self.linear_2(F.silu(self.linear_1(timestep_embedding(t, self.freq_dim).to(self.linear_1.weight.dtype))))
 
 
 class PatchEmbed(nn.Module):

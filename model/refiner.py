@@ -248,7 +248,7 @@ class SanaWMRefiner(nn.Module):
 
     def _embed_time(self, t: Tensor) -> tuple[Tensor, Tensor]:
         te = self.time_embed.emb.timestep_embedder
-        emb = te.linear_2(F.silu(te.linear_1(timestep_embedding(t.reshape(-1)))))
+        emb = te.linear_2(F.silu(te.linear_1(timestep_embedding(t.reshape(-1)).to(te.linear_1.weight.dtype))))
         return self.time_embed.linear(F.silu(emb)), emb
 
     def _prompt(self, b: int, prompt_embeds: Tensor | None, prompt_mask: Tensor | None) -> tuple[Tensor, Tensor | None]:

@@ -50,7 +50,7 @@ def ucpe_transform(x: Tensor, mats: Tensor, freqs: Tensor | None, inverse_rope: 
     four channels and RoPE ``freqs`` (N, D / 4) to the second half."""
     b, h, n, d = x.shape
     geo, rot = x.split(d // 2, dim=-1)
-    geo = torch.einsum("bnij,bhngj->bhngi", mats, geo.reshape(b, h, n, -1, 4)).reshape(b, h, n, d // 2)
+    geo = torch.einsum("bnij,bhngj->bhngi", mats.to(geo.dtype), geo.reshape(b, h, n, -1, 4)).reshape(b, h, n, d // 2)
     if freqs is not None:
         rot = apply_rope(rot, freqs, inverse=inverse_rope)
     return torch.cat([geo, rot], dim=-1)

@@ -1,10 +1,14 @@
 """Reliability: what a user writes is never lost or silently mixed (issue 19)."""
 
+import warnings
+
+import numpy as np
 import pytest
 import torch
 
 import model.world as world_module
 from model.world import fresh_world, load_world, save_world
+from sanawm_env import SanaWMEnv
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -35,3 +39,16 @@ def test_an_interrupted_save_leaves_the_old_world_whole(tmp_path, monkeypatch):
     loaded = load_world(tmp_path / "w")
     assert _same_weights(loaded.dit, old.dit) and _same_weights(loaded.vae, old.vae)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_every_advertised_dtype_steps_close_to_float32(dtype):
+    def rollout(dt):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="no trained")
+            env = SanaWMEnv(size="tiny", height=32, width=32, dtype=dt, refine_every=2)
+        env.reset(seed=0)
+        return np.stack([env.step(np.full(6, 0.3, dtype=np.float32))[0] for _ in range(3)]).astype(float)
+
+    half, full = rollout(dtype), rollout("float32")
+    assert np.abs(half - full).mean() < 4.0  # uint8 levels: rounding, not a different video
