@@ -240,7 +240,9 @@ class SanaWMVectorEnv(_WorldEnvBase, gym.vector.VectorEnv):
     """``num_envs`` learned worlds stepped in one batched forward (``gym.make_vec("SanaWM-v0", num_envs=N)``).
 
     Autoreset follows Gymnasium's next-step mode: the step after a world ends resets it (its
-    observation is the new first frame, reward 0). Keyword arguments as ``SanaWMEnv``, plus
+    observation is the new first frame, reward 0). In such a step, when worlds that step and worlds
+    that reset differ in their ``frames`` and ``poses`` (a step's raw frames against one), those
+    info keys are object arrays of each world's own array. Keyword arguments as ``SanaWMEnv``, plus
     ``max_episode_steps`` for the per-world time limit.
     """
 
@@ -299,9 +301,26 @@ class SanaWMVectorEnv(_WorldEnvBase, gym.vector.VectorEnv):
         return np.stack([o.copy() for o in self._obs]), rewards, terminated, truncated, self._merge(infos)
 
     def _merge(self, infos: list[dict[str, Any]]) -> dict[str, Any]:
+        """Gymnasium's merge: ``key`` stacked over the worlds, ``_key`` the mask of those that have it.
+
+        Its stacking assumes every world's array has one shape; a world reset within ``step`` has
+        one frame where the others have a step's worth, so an array key whose shapes differ between
+        the worlds becomes an object array of each world's own array."""
+        shapes: dict[str, set] = {}
+        for info in infos:
+            for key, value in info.items():
+                if isinstance(value, np.ndarray):
+                    shapes.setdefault(key, set()).add(value.shape)
+        ragged = {key for key, found in shapes.items() if len(found) > 1}
         merged: dict[str, Any] = {}
         for i, info in enumerate(infos):
-            merged = self._add_info(merged, info, i)
+            merged = self._add_info(merged, {k: v for k, v in info.items() if k not in ragged}, i)
+        for key in ragged:
+            values, mask = np.full(self.num_envs, None, dtype=object), np.zeros(self.num_envs, dtype=bool)
+            for i, info in enumerate(infos):
+                if key in info:
+                    values[i], mask[i] = info[key], True
+            merged[key], merged[f"_{key}"] = values, mask
         return merged
 
     def render(self) -> tuple[np.ndarray, ...] | None:

@@ -9,6 +9,7 @@ import torch
 import model.world as world_module
 from model.world import fresh_world, load_world, save_world
 from sanawm_env import SanaWMEnv
+from sanawm_env.world_env import SanaWMVectorEnv
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -52,3 +53,22 @@ def test_every_advertised_dtype_steps_close_to_float32(dtype):
 
     half, full = rollout(dtype), rollout("float32")
     assert np.abs(half - full).mean() < 4.0  # uint8 levels: rounding, not a different video
+
+
+def test_vector_env_one_world_autoresets_while_another_steps_after_a_restore():
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="no trained")
+        env = SanaWMVectorEnv(num_envs=2, max_episode_steps=2, size="tiny", height=32, width=32)
+    env.reset(seed=0)
+    act = np.full((2, 6), 0.3, dtype=np.float32)
+    env.step(act)
+    snapshot = env.clone_state(1)
+    _, _, _, truncated, _ = env.step(act)
+    assert truncated.all()
+    env.restore_state(1, snapshot)  # world 1 goes back one step; world 0 resets on the next step
+    obs, reward, _, truncated, info = env.step(act)
+    assert info["frames"][0].shape[0] == 1 and np.array_equal(info["frames"][0][0], obs[0])
+    frames = info["frames"][1]
+    assert frames.shape[0] == 12 and np.array_equal(frames[-1], obs[1])
+    assert not all(np.array_equal(f, frames[0]) for f in frames)  # a step's frames, not copies of one
+    assert truncated.tolist() == [False, True]
