@@ -11,9 +11,10 @@ import gymnasium as gym
 
 from .gt_env import SanaWMGTEnv
 from .scene import Scene, SceneConfig, generate_scene
+from .snapshots import clone_state, restore_state
 from .world_env import SanaWMEnv, SanaWMVectorEnv
 
-__all__ = ["SanaWMEnv", "SanaWMGTEnv", "SanaWMVectorEnv", "Scene", "SceneConfig", "generate_scene"]
+__all__ = ["SanaWMEnv", "SanaWMGTEnv", "SanaWMVectorEnv", "Scene", "SceneConfig", "clone_state", "generate_scene", "restore_state"]
 
 # 80 steps of 12 raw frames at 16 fps = 60 s of video, the paper's episode length.
 MAX_EPISODE_STEPS = 80

@@ -140,6 +140,25 @@ class _WorldEnvBase:
             results.append((self._obs[i].copy(), float(reward), bool(terminated), info))
         return results
 
+    def _identity(self) -> dict[str, Any]:
+        """What a snapshot's state must match: its tensors are shaped and typed by these."""
+        info = self.worlds.world.info
+        return {"size": info.size, "height": self.height, "width": self.width, "dtype": str(self.worlds.dtype)}
+
+    def _clone(self, i: int) -> dict[str, Any]:
+        return {"world": self._identity(), "slot": self.worlds.slots[i].clone(), "obs": self._obs[i].copy(),
+                "steps": self._steps[i], "task": copy.deepcopy(self.tasks[i])}
+
+    def _restore(self, i: int, snapshot: dict[str, Any]) -> None:
+        if not isinstance(snapshot, dict) or not {"world", "slot", "obs", "steps", "task"} <= set(snapshot):
+            raise TypeError("restore_state: snapshot must come from clone_state() of a SanaWM-v0 env")
+        if snapshot["world"] != self._identity():
+            raise ValueError(f"restore_state: the snapshot is of a world {snapshot['world']}, this env runs {self._identity()}")
+        self.worlds.slots[i] = snapshot["slot"].clone()
+        self._obs[i] = snapshot["obs"].copy()
+        self._steps[i] = snapshot["steps"]
+        self.tasks[i] = copy.deepcopy(snapshot["task"])
+
 
 class SanaWMEnv(_WorldEnvBase, gym.Env[np.ndarray, np.ndarray]):
     """A camera moving with six degrees of freedom through a world imagined by SANA-WM.
@@ -221,19 +240,16 @@ class SanaWMEnv(_WorldEnvBase, gym.Env[np.ndarray, np.ndarray]):
         return self._obs[0].copy()
 
     def clone_state(self) -> dict[str, Any]:
-        """A snapshot of the world (model state, decoder cache, pose, random generator, task)."""
+        """A snapshot of the world (model state, decoder cache, pose, random generator, task). Under
+        ``gym.make``, ``sanawm_env.clone_state(env)`` also takes the wrappers' counters."""
         if self._obs[0] is None:
             raise ResetNeeded("call reset() before clone_state()")
-        return {"slot": self.worlds.slots[0].clone(), "obs": self._obs[0].copy(), "steps": self._steps[0],
-                "task": copy.deepcopy(self.tasks[0])}
+        return self._clone(0)
 
     def restore_state(self, snapshot: dict[str, Any]) -> None:
         """Go back to a ``clone_state()`` snapshot (it can be restored again later)."""
-        self.worlds.slots[0] = snapshot["slot"].clone()
+        self._restore(0, snapshot)
         self.np_random = self.worlds.slots[0].rng
-        self._obs[0] = snapshot["obs"].copy()
-        self._steps[0] = snapshot["steps"]
-        self.tasks[0] = copy.deepcopy(snapshot["task"])
 
 
 class SanaWMVectorEnv(_WorldEnvBase, gym.vector.VectorEnv):
@@ -330,14 +346,10 @@ class SanaWMVectorEnv(_WorldEnvBase, gym.vector.VectorEnv):
 
     def clone_state(self, index: int) -> dict[str, Any]:
         """A snapshot of world ``index``."""
-        return {"slot": self.worlds.slots[index].clone(), "obs": self._obs[index].copy(), "steps": self._steps[index],
-                "task": copy.deepcopy(self.tasks[index]), "needs_reset": bool(self._needs_reset[index])}
+        return {**self._clone(index), "needs_reset": bool(self._needs_reset[index])}
 
     def restore_state(self, index: int, snapshot: dict[str, Any]) -> None:
         """Put world ``index`` back to a snapshot (of any world of the same model)."""
-        self.worlds.slots[index] = snapshot["slot"].clone()
+        self._restore(index, snapshot)
         self._rngs[index] = self.worlds.slots[index].rng
-        self._obs[index] = snapshot["obs"].copy()
-        self._steps[index] = snapshot["steps"]
-        self.tasks[index] = copy.deepcopy(snapshot["task"])
-        self._needs_reset[index] = snapshot["needs_reset"]
+        self._needs_reset[index] = snapshot.get("needs_reset", False)

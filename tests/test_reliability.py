@@ -2,12 +2,14 @@
 
 import warnings
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
 import model.world as world_module
 from model.world import fresh_world, load_world, save_world
+import sanawm_env
 from sanawm_env import SanaWMEnv
 from sanawm_env.world_env import SanaWMVectorEnv
 
@@ -72,3 +74,37 @@ def test_vector_env_one_world_autoresets_while_another_steps_after_a_restore():
     assert frames.shape[0] == 12 and np.array_equal(frames[-1], obs[1])
     assert not all(np.array_equal(f, frames[0]) for f in frames)  # a step's frames, not copies of one
     assert truncated.tolist() == [False, True]
+
+
+def _make_tiny(**kwargs):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="no trained")
+        return gym.make("SanaWM-v0", size="tiny", height=32, width=32, **kwargs)
+
+
+def test_restore_under_gym_make_rewinds_the_time_limit():
+    env = _make_tiny(max_episode_steps=3)
+    env.reset(seed=0)
+    act = np.full(6, 0.3, dtype=np.float32)
+    env.step(act)
+    snapshot = sanawm_env.clone_state(env)
+    first = [env.step(act) for _ in range(2)]
+    assert [t for *_, t, _ in first] == [False, True]
+    sanawm_env.restore_state(env, snapshot)
+    again = [env.step(act) for _ in range(2)]
+    assert [t for *_, t, _ in again] == [False, True]  # the restored episode has its two steps left
+    for a, b in zip(first, again):
+        assert np.array_equal(a[0], b[0]) and a[1] == b[1]
+
+
+def test_a_snapshot_of_another_world_is_refused():
+    small = _make_tiny()
+    small.reset(seed=0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="no trained")
+        large = gym.make("SanaWM-v0", size="tiny", height=48, width=48)
+    large.reset(seed=0)
+    with pytest.raises(ValueError, match="snapshot is of a world"):
+        large.unwrapped.restore_state(small.unwrapped.clone_state())
+    with pytest.raises(TypeError, match="sanawm_env.clone_state"):
+        sanawm_env.restore_state(small, small.unwrapped.clone_state())
