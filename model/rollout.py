@@ -183,7 +183,8 @@ class WorldRollout:
         for j, slot in enumerate(slots):
             slot.state = new_state.select([j]) if len(slots) > 1 else new_state
             slot.decoder = decoder[j : j + 1].detach()
-            slot.history = torch.cat([slot.history, clean[j : j + 1].detach()], dim=2)[:, :, -self.refine_window :]
+            history = torch.cat([slot.history, clean[j : j + 1].detach()], dim=2)
+            slot.history = history[:, :, history.shape[2] - min(self.refine_window, history.shape[2]) :]  # a window of 0 keeps none
         return frames, did_refine
 
     def _refine(self, slots: list[WorldSlot], clean: Tensor) -> Tensor:

@@ -55,6 +55,9 @@ class _WorldEnvBase:
         if refine_every < 0 or refine_window < 0:
             raise ValueError(f"refine_every and refine_window must be >= 0, got {refine_every}, {refine_window}")
         world = _world(checkpoint, size, height, width)
+        if fov_deg is None:
+            fov_deg = world.info.fov_deg  # the field of view the world was trained at
+        check_positive_float("fov_deg", fov_deg)
         intrinsics = intrinsics_from_fov(fov_deg, height, width).float()
         self.worlds = WorldRollout(world, num, intrinsics, steps, window, refine_every, refine_window, device, DTYPES[dtype])
         self.height, self.width = height, width
@@ -199,7 +202,7 @@ class SanaWMEnv(_WorldEnvBase, gym.Env[np.ndarray, np.ndarray]):
     installed), ``size``, ``device``, ``dtype``, ``steps`` (denoising steps per chunk), ``window``
     (softmax chunks kept besides the sink; None keeps all), ``refine_every`` (chunks; 0 = off),
     ``refine_window`` (latent frames of refiner context), ``height``, ``width``, ``max_translation``,
-    ``max_rotation``, ``fov_deg``, ``task``, ``task_kwargs``, ``timings``, ``render_mode``.
+    ``max_rotation``, ``fov_deg`` (None: the world's, from its ``world.json``), ``task``, ``task_kwargs``, ``timings``, ``render_mode``.
 
     ## Planning
     ``clone_state()`` returns a snapshot of the world (fixed size); ``restore_state(s)`` goes back to it.
@@ -210,7 +213,7 @@ class SanaWMEnv(_WorldEnvBase, gym.Env[np.ndarray, np.ndarray]):
     def __init__(self, render_mode: str | None = None, checkpoint: str | WorldModel | None = None, size: str = "small",
                  height: int = 64, width: int = 64, device: str = "cpu", dtype: str = "float32", steps: int = 4,
                  window: int | None = 1, refine_every: int = 0, refine_window: int = 6, max_translation: float = 0.5,
-                 max_rotation: float = math.radians(30.0), fov_deg: float = 80.0, task: str = "explore",
+                 max_rotation: float = math.radians(30.0), fov_deg: float | None = None, task: str = "explore",
                  task_kwargs: dict[str, Any] | None = None, timings: bool = False) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
@@ -270,7 +273,7 @@ class SanaWMVectorEnv(_WorldEnvBase, gym.vector.VectorEnv):
         self.render_mode = render_mode
         self.max_episode_steps = max_episode_steps
         defaults = dict(checkpoint=None, size="small", height=64, width=64, device="cpu", dtype="float32", steps=4, window=1,
-                        refine_every=0, refine_window=6, max_translation=0.5, max_rotation=math.radians(30.0), fov_deg=80.0,
+                        refine_every=0, refine_window=6, max_translation=0.5, max_rotation=math.radians(30.0), fov_deg=None,
                         task="explore", task_kwargs=None, timings=False)
         unknown = sorted(set(kwargs) - set(defaults))
         if unknown:

@@ -108,3 +108,26 @@ def test_a_snapshot_of_another_world_is_refused():
         large.unwrapped.restore_state(small.unwrapped.clone_state())
     with pytest.raises(TypeError, match="sanawm_env.clone_state"):
         sanawm_env.restore_state(small, small.unwrapped.clone_state())
+
+
+@pytest.mark.parametrize("window", [0, 2])
+def test_the_refiner_history_stays_within_its_window(window):
+    env = _make_tiny(refine_every=1, refine_window=window)
+    env.reset(seed=0)
+    for _ in range(3):
+        env.step(np.full(6, 0.3, dtype=np.float32))
+    assert env.unwrapped.worlds.slots[0].history.shape[2] == window
+
+
+def test_the_world_runs_at_the_field_of_view_it_was_trained_at(tmp_path):
+    from model.camera import intrinsics_from_fov
+
+    world = fresh_world("tiny", 32, 32)
+    world.info.fov_deg = 60.0
+    save_world(tmp_path / "w", world)
+    env = SanaWMEnv(checkpoint=str(tmp_path / "w"), size="tiny", height=32, width=32)
+    torch.testing.assert_close(env.worlds.intrinsics, intrinsics_from_fov(60.0, 32, 32).float())
+    _, info = env.reset(seed=0)
+    np.testing.assert_allclose(info["intrinsics"], intrinsics_from_fov(60.0, 32, 32).numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match="fov_deg"):
+        SanaWMEnv(checkpoint=str(tmp_path / "w"), size="tiny", height=32, width=32, fov_deg=-5.0)
