@@ -71,3 +71,11 @@ def check_pose(pose: Any) -> np.ndarray:
     if not (np.allclose(rot @ rot.T, np.eye(3), atol=1e-4) and np.linalg.det(rot) > 0 and np.allclose(p[3], [0, 0, 0, 1])):
         raise ValueError("options['pose'] must be a rigid transform: orthonormal rotation with det +1 and last row (0, 0, 0, 1)")
     return p
+
+
+def check_pose_in_scene(pose: Any, scene: Any, radius: float = CAMERA_RADIUS) -> np.ndarray:
+    """``check_pose``, and the camera (a sphere of ``radius``) must be in free space of ``scene``."""
+    p = check_pose(pose)
+    if not scene.is_free(p[:3, 3], radius):
+        raise ValueError(f"options['pose'] puts the camera inside geometry of scene {scene.seed} at {p[:3, 3].tolist()}")
+    return p

@@ -12,7 +12,7 @@ from gymnasium.error import ResetNeeded
 
 from model.camera import intrinsics_from_fov
 
-from .common import (CAMERA_RADIUS, RENDER_FPS, action_space, check_action, check_options, check_pose, check_positive_float,
+from .common import (CAMERA_RADIUS, RENDER_FPS, action_space, check_action, check_options, check_pose_in_scene, check_positive_float,
                      check_positive_int, check_scene_seed, observation_space)
 from .render import render
 from .scene import Scene, SceneConfig, generate_scene
@@ -144,7 +144,7 @@ class SanaWMGTEnv(gym.Env[np.ndarray, np.ndarray]):
         if self.scene is None or self.scene.seed != scene_seed:
             self.scene = generate_scene(int(scene_seed), self.scene_config)
         if options.get("pose") is not None:
-            pose = self._check_pose(options["pose"])
+            pose = check_pose_in_scene(options["pose"], self.scene, self.camera_radius)
         else:
             pose = self.scene.spawn_pose(self.np_random, self.camera_radius).numpy()
         self._pose = pose
@@ -178,12 +178,6 @@ class SanaWMGTEnv(gym.Env[np.ndarray, np.ndarray]):
         return self._obs.copy()
 
     # ---- helpers -------------------------------------------------------------------------------
-
-    def _check_pose(self, pose: Any) -> np.ndarray:
-        p = check_pose(pose)
-        if not self.scene.is_free(p[:3, 3], self.camera_radius):
-            raise ValueError(f"options['pose'] puts the camera inside geometry of scene {self.scene.seed} at {p[:3, 3].tolist()}")
-        return p
 
     def _move(self, start: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, bool]:
         """Poses (F, 4, 4) of the step's raw frames; collisions stop the camera and it slides on."""

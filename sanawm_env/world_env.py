@@ -16,7 +16,7 @@ from model.camera import delta_steps, intrinsics_from_fov
 from model.rollout import WorldRollout
 from model.world import WorldModel, default_world, load_world
 
-from .common import (CAMERA_RADIUS, RENDER_FPS, action_space, check_action, check_options, check_pose, check_positive_float,
+from .common import (CAMERA_RADIUS, RENDER_FPS, action_space, check_action, check_options, check_pose, check_pose_in_scene, check_positive_float,
                      check_positive_int, check_scene_seed, observation_space)
 from .render import render
 from .scene import generate_scene
@@ -80,7 +80,7 @@ class _WorldEnvBase:
         seed = options.get("scene_seed")
         seed = int(rng.integers(2**31)) if seed is None else check_scene_seed(seed)
         scene = generate_scene(seed)
-        pose = check_pose(options["pose"]) if options.get("pose") is not None else scene.spawn_pose(rng, CAMERA_RADIUS).numpy()
+        pose = check_pose_in_scene(options["pose"], scene) if options.get("pose") is not None else scene.spawn_pose(rng, CAMERA_RADIUS).numpy()
         k = self.worlds.intrinsics.double()
         rgb = render(scene, torch.from_numpy(pose)[None], k, self.height, self.width).rgb[0].numpy()
         return rgb, pose, seed

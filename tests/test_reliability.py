@@ -131,3 +131,15 @@ def test_the_world_runs_at_the_field_of_view_it_was_trained_at(tmp_path):
     np.testing.assert_allclose(info["intrinsics"], intrinsics_from_fov(60.0, 32, 32).numpy(), rtol=1e-6)
     with pytest.raises(ValueError, match="fov_deg"):
         SanaWMEnv(checkpoint=str(tmp_path / "w"), size="tiny", height=32, width=32, fov_deg=-5.0)
+
+
+def test_both_worlds_refuse_a_start_pose_inside_geometry():
+    from sanawm_env.scene import generate_scene
+
+    scene = generate_scene(5)
+    inside = next(p for p in np.random.default_rng(0).uniform(-8, 8, (1000, 3)) if not scene.is_free(np.array([p[0], -1.0, p[2]]), 0.25))
+    pose = np.eye(4)
+    pose[:3, 3] = [inside[0], -1.0, inside[2]]
+    for env in (_make_tiny(), gym.make("SanaWM-GT-v0", height=32, width=32)):
+        with pytest.raises(ValueError, match="inside geometry"):
+            env.reset(seed=0, options={"scene_seed": 5, "pose": pose})
