@@ -40,6 +40,35 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 PER_FRAME = ("frames", "c2w", "intrinsics", "depth")
 
 
+_INDEX_FIELDS = {"frames": int, "height": int, "width": int, "fps": (int, float), "num_clips": int, "complete": bool,
+                 "shards": list, "metadata": dict}
+
+
+def read_clip_index(path: Path) -> dict[str, Any]:
+    """The ``index.json`` of a clip folder, checked field by field; errors name the file and the field."""
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not readable as JSON ({error})") from error
+    if not isinstance(index, dict) or index.get("format") != FORMAT or index.get("version") != VERSION:
+        found = (index.get("format"), index.get("version")) if isinstance(index, dict) else type(index).__name__
+        raise ValueError(f"{path}: not a {FORMAT} v{VERSION} index (found {found!r})")
+    for key, kind in _INDEX_FIELDS.items():
+        if not isinstance(index.get(key), kind) or (kind is int and isinstance(index[key], bool)):
+            raise ValueError(f"{path}: field {key!r} must be {getattr(kind, '__name__', 'a number')}, got {index.get(key)!r}")
+    for key in ("frames", "height", "width", "fps"):
+        if index[key] <= 0:
+            raise ValueError(f"{path}: field {key!r} must be positive, got {index[key]!r}")
+    for i, shard in enumerate(index["shards"]):
+        if not (isinstance(shard, dict) and isinstance(shard.get("file"), str) and isinstance(shard.get("clips"), int) and shard["clips"] > 0):
+            raise ValueError(f"{path}: shards[{i}] must be {{'file': str, 'clips': positive int}}, got {shard!r}")
+        if not (path.parent / shard["file"]).is_file():
+            raise FileNotFoundError(f"{path}: shards[{i}] names {shard['file']}, which is not in {path.parent}")
+    if index["num_clips"] != sum(s["clips"] for s in index["shards"]):
+        raise ValueError(f"{path}: num_clips is {index['num_clips']} but the shards hold {sum(s['clips'] for s in index['shards'])}")
+    return index
+
+
 class ClipShardWriter:
     """Writes clips into a sharded dataset folder (see the module docstring).
 
@@ -57,6 +86,7 @@ class ClipShardWriter:
         fps: float,
         clips_per_shard: int = 64,
         metadata: dict[str, Any] | None = None,
+        resume: bool = False,
     ) -> None:
         for name, value in (("frames", frames), ("height", height), ("width", width), ("clips_per_shard", clips_per_shard)):
             if not isinstance(value, (int, np.integer)) or value <= 0:
@@ -64,14 +94,43 @@ class ClipShardWriter:
         if not fps > 0:
             raise ValueError(f"fps must be positive, got {fps!r}")
         self.out_dir = Path(out_dir)
-        if (self.out_dir / "index.json").exists():
-            raise FileExistsError(f"{self.out_dir} already holds a dataset (index.json); choose another --out")
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         self.frames, self.height, self.width, self.fps = int(frames), int(height), int(width), float(fps)
         self.clips_per_shard = int(clips_per_shard)
         self.metadata = dict(metadata or {})
         self.shards: list[dict[str, Any]] = []
         self._pending: list[dict[str, np.ndarray]] = []
+        if (self.out_dir / "index.json").exists():
+            self._continue(resume)
+        elif self.out_dir.exists() and any(self.out_dir.iterdir()):
+            raise FileExistsError(f"{self.out_dir} is not empty and holds no dataset of ours (no index.json); "
+                                  "choose a new or empty folder, nothing in it is overwritten")
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def num_clips(self) -> int:
+        """Clips written so far (a resumed dataset starts with those of its finished shards)."""
+        return sum(s["clips"] for s in self.shards) + len(self._pending)
+
+    def _continue(self, resume: bool) -> None:
+        """Take up the interrupted dataset in ``out_dir``: the same settings, its finished shards kept."""
+        path = self.out_dir / "index.json"
+        index = read_clip_index(path)
+        if index["complete"]:
+            raise FileExistsError(f"{self.out_dir} already holds a complete dataset ({index['num_clips']} clips); choose another folder")
+        if not resume:
+            raise FileExistsError(f"{self.out_dir} holds an interrupted dataset ({index['num_clips']} clips so far); "
+                                  "continue it with resume (`sanawm data generate --resume`) or choose another folder")
+        mine = {"frames": self.frames, "height": self.height, "width": self.width, "fps": self.fps, "metadata": self.metadata}
+        for key, value in mine.items():
+            value = json.loads(json.dumps(value))  # as the index holds it: tuples become lists
+            if index[key] != value:
+                raise ValueError(f"{path}: cannot resume: it was written with {key}={index[key]!r}, this run has {value!r}")
+        if any(s["clips"] != self.clips_per_shard for s in index["shards"]):
+            raise ValueError(f"{path}: cannot resume: its shards hold {[s['clips'] for s in index['shards']]} clips, "
+                             f"this run writes {self.clips_per_shard} per shard")
+        for stale in self.out_dir.glob("*.tmp"):  # a shard the interruption cut short
+            stale.unlink()
+        self.shards = list(index["shards"])
 
     def add(
         self,
@@ -172,16 +231,19 @@ class ClipDataset(Dataset):
         clip_frames: frames per item (all frames of the clip if None).
         frame_stride: take every n-th frame.
         random_window: start the window at a random frame (torch's generator) instead of frame 0.
+        allow_incomplete: read an interrupted dataset (its finished shards) instead of refusing it.
     """
 
-    def __init__(self, root: str | Path, clip_frames: int | None = None, frame_stride: int = 1, random_window: bool = False) -> None:
+    def __init__(self, root: str | Path, clip_frames: int | None = None, frame_stride: int = 1, random_window: bool = False,
+                 allow_incomplete: bool = False) -> None:
         self.root = Path(root)
         index_path = self.root / "index.json"
         if not index_path.exists():
             raise FileNotFoundError(f"{self.root} has no index.json; is it a folder written by `sanawm data generate`?")
-        self.index = json.loads(index_path.read_text())
-        if self.index.get("format") != FORMAT or self.index.get("version") != VERSION:
-            raise ValueError(f"{index_path}: not a {FORMAT} v{VERSION} index (format={self.index.get('format')!r}, version={self.index.get('version')!r})")
+        self.index = read_clip_index(index_path)
+        if not self.index["complete"] and not allow_incomplete:
+            raise ValueError(f"{self.root}: an interrupted dataset ({self.index['num_clips']} clips so far); finish it with "
+                             "`sanawm data generate --resume` (same arguments) or read it as it is with allow_incomplete=True")
         if frame_stride < 1:
             raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
         self.fps = float(self.index["fps"]) / frame_stride

@@ -133,6 +133,7 @@ def _data_generate(args: argparse.Namespace) -> int:
         fov_deg=args.fov,
         trajectories=tuple(args.trajectories),
         depth=args.depth,
+        resume=args.resume,
     )
     print(f"wrote {args.clips} clips to {out}")
     return 0
@@ -201,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="training data")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     gen = data_sub.add_parser("generate", help="render clips (frames + metric camera poses) from procedural worlds")
-    gen.add_argument("--out", required=True, help="output folder (must not hold a dataset yet)")
+    gen.add_argument("--out", required=True, help="output folder: new or empty (or an interrupted run of ours, with --resume)")
     gen.add_argument("--clips", type=_positive_int, required=True, help="number of clips")
     gen.add_argument("--frames", type=_positive_int, required=True, help="frames per clip")
     gen.add_argument("--size", type=_positive_int, nargs=2, metavar=("H", "W"), default=[64, 64], help="frame height and width")
@@ -211,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--fov", type=_positive_float, default=80.0, help="horizontal field of view in degrees")
     gen.add_argument("--trajectories", nargs="+", choices=sorted(TRAJECTORIES), default=list(TRAJECTORIES), help="kinds of camera path to draw from")
     gen.add_argument("--depth", action="store_true", help="also store metric z-depth (float16)")
+    gen.add_argument("--resume", action="store_true", help="continue an interrupted run in --out (same arguments) after its last finished shard")
     gen.set_defaults(func=_data_generate)
 
     train = sub.add_parser("train", help="train a world: one stage of the recipe (vae, latents, bidirectional, chunk_causal, "

@@ -34,11 +34,13 @@ def generate_clips(
     depth: bool = False,
     scene_config: SceneConfig | None = None,
     progress: bool = True,
+    resume: bool = False,
 ) -> Path:
     """Render ``clips`` clips of ``frames`` frames at ``size`` (H, W) into the folder ``out``.
 
-    Each clip draws its scene seed and its path kind (one of ``trajectories``) from ``(seed, i)``.
-    Returns the folder.
+    Each clip draws its scene seed and its path kind (one of ``trajectories``) from ``(seed, i)``,
+    so ``resume`` continues an interrupted run (same arguments) after its last finished shard and
+    writes what the uninterrupted run would have. Returns the folder.
     """
     if clips <= 0:
         raise ValueError(f"clips must be a positive int, got {clips}")
@@ -57,8 +59,11 @@ def generate_clips(
         "trajectories": list(trajectories),
         "scene_config": asdict(scene_config),
     }
-    writer = ClipShardWriter(out, frames, height, width, fps, clips_per_shard, metadata)
-    for i in tqdm(range(clips), desc="clips", unit="clip", disable=not progress):
+    writer = ClipShardWriter(out, frames, height, width, fps, clips_per_shard, metadata, resume=resume)
+    start = writer.num_clips
+    if start > clips:
+        raise ValueError(f"{out} already holds {start} clips, more than clips={clips}")
+    for i in tqdm(range(start, clips), desc="clips", unit="clip", disable=not progress, initial=start, total=clips):
         rng = np.random.default_rng([seed, i])
         scene_seed = int(rng.integers(2**31))
         kind = trajectories[int(rng.integers(len(trajectories)))]

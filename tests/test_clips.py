@@ -52,7 +52,9 @@ def test_interrupted_writer_leaves_a_readable_prefix(tmp_path):
     # No close(): the run "died" with one clip pending.
     index = json.loads((tmp_path / "ds" / "index.json").read_text())
     assert index["complete"] is False and index["num_clips"] == 2
-    assert len(ClipDataset(tmp_path / "ds")) == 2
+    with pytest.raises(ValueError, match="interrupted dataset"):
+        ClipDataset(tmp_path / "ds")
+    assert len(ClipDataset(tmp_path / "ds", allow_incomplete=True)) == 2
 
 
 def test_writer_rejects_bad_clips(tmp_path):
@@ -68,7 +70,7 @@ def test_writer_rejects_bad_clips(tmp_path):
     with pytest.raises(ValueError, match="intrinsics must be finite"):
         w.add(frames, c2w, np.array([0.0, 1, 1, 1]))
     w.close()
-    with pytest.raises(FileExistsError, match="already holds a dataset"):
+    with pytest.raises(FileExistsError, match="already holds a complete dataset"):
         ClipShardWriter(tmp_path / "ds", frames=5, height=6, width=7, fps=16)
     with pytest.raises(ValueError, match="height must be a positive int"):
         ClipShardWriter(tmp_path / "other", frames=5, height=0, width=7, fps=16)

@@ -1,5 +1,6 @@
 """Reliability: what a user writes is never lost or silently mixed (issue 19)."""
 
+import json
 import warnings
 
 import gymnasium as gym
@@ -8,8 +9,11 @@ import pytest
 import torch
 
 import model.world as world_module
-from model.world import fresh_world, load_world, save_world
 import sanawm_env
+import sanawm_env.datagen as datagen
+from model.camera import intrinsics_from_fov
+from model.clips import ClipDataset
+from model.world import fresh_world, load_world, save_world
 from sanawm_env import SanaWMEnv
 from sanawm_env.world_env import SanaWMVectorEnv
 
@@ -120,8 +124,6 @@ def test_the_refiner_history_stays_within_its_window(window):
 
 
 def test_the_world_runs_at_the_field_of_view_it_was_trained_at(tmp_path):
-    from model.camera import intrinsics_from_fov
-
     world = fresh_world("tiny", 32, 32)
     world.info.fov_deg = 60.0
     save_world(tmp_path / "w", world)
@@ -143,3 +145,63 @@ def test_both_worlds_refuse_a_start_pose_inside_geometry():
     for env in (_make_tiny(), gym.make("SanaWM-GT-v0", height=32, width=32)):
         with pytest.raises(ValueError, match="inside geometry"):
             env.reset(seed=0, options={"scene_seed": 5, "pose": pose})
+
+
+def _generate(out, clips, seed=3, **kwargs):
+    return datagen.generate_clips(out, clips=clips, frames=5, size=(16, 16), seed=seed, clips_per_shard=2, progress=False, **kwargs)
+
+
+def test_data_generate_refuses_a_folder_it_did_not_make(tmp_path):
+    (tmp_path / "shard-00000.safetensors").write_text("the user's own file")
+    with pytest.raises(FileExistsError, match="not empty"):
+        _generate(tmp_path, 3)
+    assert (tmp_path / "shard-00000.safetensors").read_text() == "the user's own file"
+
+
+def test_data_generate_resumes_an_interrupted_run_to_the_same_data(tmp_path, monkeypatch):
+    whole = ClipDataset(_generate(tmp_path / "whole", 5))
+    real_render, calls = datagen.render, []
+
+    def dying_render(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:  # two shards of two clips written, the third shard's first clip pending
+            raise KeyboardInterrupt
+        return real_render(*args, **kwargs)
+
+    monkeypatch.setattr(datagen, "render", dying_render)
+    with pytest.raises(KeyboardInterrupt):
+        _generate(tmp_path / "cut", 5)
+    monkeypatch.setattr(datagen, "render", real_render)
+    with pytest.raises(ValueError, match="interrupted dataset"):
+        ClipDataset(tmp_path / "cut")
+    with pytest.raises(FileExistsError, match="--resume"):
+        _generate(tmp_path / "cut", 5)
+    with pytest.raises(ValueError, match="seed"):
+        _generate(tmp_path / "cut", 5, seed=4, resume=True)
+    resumed = ClipDataset(_generate(tmp_path / "cut", 5, resume=True))
+    assert len(resumed) == len(whole) == 5
+    for i in range(5):
+        assert torch.equal(resumed[i]["frames"], whole[i]["frames"]) and torch.equal(resumed[i]["c2w"], whole[i]["c2w"])
+
+
+def test_a_damaged_clip_index_fails_with_its_path_and_field(tmp_path):
+    folder = _generate(tmp_path / "ds", 2)
+    index = json.loads((folder / "index.json").read_text())
+    for field, value, message in (("frames", -1, "'frames' must be positive"), ("shards", [{"file": "gone.safetensors", "clips": 2}], "gone.safetensors"),
+                                  ("num_clips", 7, "num_clips is 7")):
+        (folder / "index.json").write_text(json.dumps({**index, field: value}))
+        with pytest.raises((ValueError, FileNotFoundError), match=message) as error:
+            ClipDataset(folder)
+        assert str(folder / "index.json") in str(error.value)
+    (folder / "index.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not readable as JSON"):
+        ClipDataset(folder)
+
+
+def test_an_interrupted_latent_folder_is_refused(tmp_path):
+    from model.training.latents import LatentDataset
+
+    (tmp_path / "index.json").write_text(json.dumps({"format": "sanawm-latents", "version": 1, "num_clips": 64, "complete": False,
+                                                     "latent_frames": 7, "shards": []}))
+    with pytest.raises(ValueError, match="interrupted latents stage"):
+        LatentDataset(tmp_path)

@@ -122,6 +122,9 @@ class LatentDataset(Dataset):
         if self.index.get("format") != FORMAT or self.index.get("version") != VERSION:
             raise ValueError(f"{path}: not a {FORMAT} v{VERSION} index (format={self.index.get('format')!r}); "
                              "stages after `latents` read latent folders, not clip folders")
+        if not self.index.get("complete"):
+            raise ValueError(f"{path}: an interrupted latents stage ({self.index.get('num_clips')} clips so far); "
+                             "run stage=latents again into a new folder")
         if self.index["num_clips"] == 0:
             raise ValueError(f"{self.root}: the latent folder holds no clips")
         self.frames = self.index["latent_frames"] if latent_frames is None else latent_frames
