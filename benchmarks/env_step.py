@@ -9,6 +9,12 @@ world's step can take at any batch size (so the most that batching can gain over
 Part 2: per-step latency and process memory at step 10 and at the end of a long run, for the hybrid
 model (fixed-size state, ``--long-steps``) and an all-softmax variant keeping every chunk's K/V (the
 cache grows; ``--softmax-steps``), each in its own process. Prints tables and writes JSON.
+
+    python benchmarks/env_step.py --busy-neighbour     # only part 3
+
+Part 3: a world's step on an idle machine and beside a process that keeps one core busy, under the
+thread policy (``threads="auto"``, model.threads) and with every core's thread (what torch does by
+default), as ratios to the idle step.
 """
 
 from __future__ import annotations
@@ -99,6 +105,44 @@ def long_run(variant: str, long_steps: int, denoise_steps: int, queue) -> None:
     queue.put((variant, out))
 
 
+def _median_step(threads, steps: int) -> float:
+    import sanawm_env
+
+    env = sanawm_env.SanaWMEnv(checkpoint=_world("hybrid"), threads=threads)
+    env.reset(seed=0)
+    action = np.array([0, 0, 0.3, 0, 0, 0.1], np.float32)
+    for _ in range(2):  # warm-up, and the policy's first measurement of the neighbours
+        env.step(action)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        env.step(action)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def busy_neighbour(steps: int) -> list[dict]:
+    """Median step time: idle and beside a busy process, under the policy and with all threads."""
+    import subprocess
+    import sys
+
+    from model.threads import available_cores
+
+    every_core = min(available_cores(), torch.get_num_threads())
+    rows = [{"neighbour": "idle", "threads": "auto", "seconds_per_step": _median_step("auto", steps)},
+            {"neighbour": "idle", "threads": every_core, "seconds_per_step": _median_step(every_core, steps)}]
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        rows += [{"neighbour": "one busy core", "threads": "auto", "seconds_per_step": _median_step("auto", steps)},
+                 {"neighbour": "one busy core", "threads": every_core, "seconds_per_step": _median_step(every_core, max(2, steps // 4))}]
+    finally:
+        spinner.kill()
+    idle = rows[0]["seconds_per_step"]
+    for r in rows:
+        r["vs_idle_auto"] = r["seconds_per_step"] / idle
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-envs", type=int, nargs="+", default=[1, 4, 16])
@@ -107,8 +151,22 @@ def main() -> None:
     parser.add_argument("--softmax-steps", type=int, default=100,
                         help="the all-softmax model's long run (its cost per step grows with the episode: 500 steps take hours here)")
     parser.add_argument("--denoise-steps", type=int, default=4)
+    parser.add_argument("--busy-neighbour", action="store_true", help="only part 3: the step beside a process busy on one core")
+    parser.add_argument("--neighbour-steps", type=int, default=8, help="timed steps per part-3 point")
     parser.add_argument("--out", default="outputs/bench/env_step.json")
     args = parser.parse_args()
+    if args.busy_neighbour:
+        warnings.simplefilter("ignore")
+        rows = busy_neighbour(args.neighbour_steps)
+        print(f"{'neighbour':>14} {'threads':>8} {'s/step':>8} {'vs idle':>8}")
+        for r in rows:
+            print(f"{r['neighbour']:>14} {r['threads']!s:>8} {r['seconds_per_step']:>8.3f} {r['vs_idle_auto']:>7.2f}x")
+        out = Path(args.out).with_name("env_step_busy_neighbour.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"benchmark": "env_step_busy_neighbour", "cpus": os.cpu_count(), "torch": torch.__version__,
+                                   "rows": rows}, indent=2))
+        print(f"wrote {out}")
+        return
     if min(args.long_steps, args.softmax_steps) < 15:
         parser.error("--long-steps and --softmax-steps must be >= 15 (latency at step 10 is the median of steps 6..15)")
     warnings.simplefilter("ignore")

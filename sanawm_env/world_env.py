@@ -14,6 +14,7 @@ from gymnasium.vector.utils import batch_space
 
 from model.camera import delta_steps, intrinsics_from_fov
 from model.rollout import WorldRollout
+from model.threads import ThreadPolicy
 from model.world import WorldModel, default_world, load_world
 
 from .common import (CAMERA_RADIUS, RENDER_FPS, action_space, check_action, check_options, check_pose, check_pose_in_scene, check_positive_float,
@@ -44,12 +45,13 @@ class _WorldEnvBase:
     """Construction, reset and step logic shared by the single and the vector env."""
 
     def _setup(self, num: int, checkpoint, size, height, width, device, dtype, steps, window, refine_every, refine_window,
-               max_translation, max_rotation, fov_deg, task, task_kwargs, timings) -> None:
+               max_translation, max_rotation, fov_deg, task, task_kwargs, timings, threads) -> None:
         check_positive_int("height", height)
         check_positive_int("width", width)
         check_positive_int("steps", steps)
         check_positive_float("max_translation", max_translation)
         check_positive_float("max_rotation", max_rotation)
+        self.thread_policy = ThreadPolicy(threads)
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         if refine_every < 0 or refine_window < 0:
@@ -103,7 +105,7 @@ class _WorldEnvBase:
         if options.get("prompt") is not None:
             raise ValueError("options['prompt']: this world has no text encoder; it generates from images alone")
         image, pose, seed = self._first_frame(rng, options)
-        with torch.inference_mode():
+        with torch.inference_mode(), self.thread_policy.scope():
             self.worlds.start(i, image, pose, rng)
         self._obs[i] = image
         self._steps[i] = 0
@@ -127,7 +129,7 @@ class _WorldEnvBase:
     def _step_worlds(self, indices: list[int], actions: np.ndarray) -> list[tuple[np.ndarray, float, bool, dict]]:
         poses = np.stack([self._camera_path(self.worlds.slots[i].pose, check_action(a) * self.step_scale)
                           for i, a in zip(indices, actions)])
-        with torch.inference_mode():
+        with torch.inference_mode(), self.thread_policy.scope():
             out = self.worlds.step(indices, poses)
         results = []
         for row, i in enumerate(indices):
@@ -202,7 +204,10 @@ class SanaWMEnv(_WorldEnvBase, gym.Env[np.ndarray, np.ndarray]):
     installed), ``size``, ``device``, ``dtype``, ``steps`` (denoising steps per chunk), ``window``
     (softmax chunks kept besides the sink; None keeps all), ``refine_every`` (chunks; 0 = off),
     ``refine_window`` (latent frames of refiner context), ``height``, ``width``, ``max_translation``,
-    ``max_rotation``, ``fov_deg`` (None: the world's, from its ``world.json``), ``task``, ``task_kwargs``, ``timings``, ``render_mode``.
+    ``max_rotation``, ``fov_deg`` (None: the world's, from its ``world.json``), ``task``, ``task_kwargs``, ``timings``,
+    ``threads`` (CPU threads of the world's forward passes: ``"auto"`` leaves out the cores other
+    processes keep busy, an int fixes the count for bitwise-reproducible runs; None reads
+    ``SANAWM_NUM_THREADS``, default ``"auto"``; see ``model.threads``), ``render_mode``.
 
     ## Planning
     ``clone_state()`` returns a snapshot of the world (fixed size); ``restore_state(s)`` goes back to it.
@@ -214,12 +219,12 @@ class SanaWMEnv(_WorldEnvBase, gym.Env[np.ndarray, np.ndarray]):
                  height: int = 64, width: int = 64, device: str = "cpu", dtype: str = "float32", steps: int = 4,
                  window: int | None = 1, refine_every: int = 0, refine_window: int = 6, max_translation: float = 0.5,
                  max_rotation: float = math.radians(30.0), fov_deg: float | None = None, task: str = "explore",
-                 task_kwargs: dict[str, Any] | None = None, timings: bool = False) -> None:
+                 task_kwargs: dict[str, Any] | None = None, timings: bool = False, threads: int | str | None = None) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.render_mode = render_mode
         self._setup(1, checkpoint, size, height, width, device, dtype, steps, window, refine_every, refine_window,
-                    max_translation, max_rotation, fov_deg, task, task_kwargs, timings)
+                    max_translation, max_rotation, fov_deg, task, task_kwargs, timings, threads)
         self.action_space = action_space()
         self.observation_space = observation_space(height, width)
 
@@ -274,7 +279,7 @@ class SanaWMVectorEnv(_WorldEnvBase, gym.vector.VectorEnv):
         self.max_episode_steps = max_episode_steps
         defaults = dict(checkpoint=None, size="small", height=64, width=64, device="cpu", dtype="float32", steps=4, window=1,
                         refine_every=0, refine_window=6, max_translation=0.5, max_rotation=math.radians(30.0), fov_deg=None,
-                        task="explore", task_kwargs=None, timings=False)
+                        task="explore", task_kwargs=None, timings=False, threads=None)
         unknown = sorted(set(kwargs) - set(defaults))
         if unknown:
             raise ValueError(f"unknown keyword argument(s) {unknown}; accepted: {sorted(defaults)}")

@@ -205,3 +205,39 @@ def test_an_interrupted_latent_folder_is_refused(tmp_path):
                                                      "latent_frames": 7, "shards": []}))
     with pytest.raises(ValueError, match="interrupted latents stage"):
         LatentDataset(tmp_path)
+
+
+def test_the_thread_policy_leaves_out_the_cores_a_neighbour_keeps_busy(monkeypatch):
+    import model.threads as threads
+
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads.torch, "get_num_threads", lambda: 2)
+    ticks = {"all": 0, "own": 0}
+    monkeypatch.setattr(threads, "_busy_ticks", lambda: (ticks["all"], ticks["own"]))
+    clock = [0.0]
+    monkeypatch.setattr(threads.time, "monotonic", lambda: clock[0])
+    policy = threads.ThreadPolicy("auto")
+    hz = policy._hz
+    for neighbour, expected in ((1.0, 1), (0.0, 2), (0.9, 1), (0.2, 2), (2.0, 1)):  # busy cores -> threads
+        clock[0] += 1.0
+        ticks["own"] += hz  # this process: one core for the whole second
+        ticks["all"] += hz + int(neighbour * hz)
+        assert policy.choose() == expected
+    assert threads.ThreadPolicy(3).choose() == 3
+
+
+def test_the_thread_policy_restores_torch_threads_and_checks_its_input(monkeypatch):
+    from model.threads import ThreadPolicy
+
+    before = torch.get_num_threads()
+    with ThreadPolicy(1).scope() as n:
+        assert n == 1 and torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads must be 'auto' or a positive int, got 0"):
+        ThreadPolicy(0)
+    monkeypatch.setenv("SANAWM_NUM_THREADS", "many")
+    with pytest.raises(ValueError, match="SANAWM_NUM_THREADS must be 'auto' or a positive int"):
+        ThreadPolicy()
+    monkeypatch.setenv("SANAWM_NUM_THREADS", "1")
+    assert ThreadPolicy().choose() == 1
