@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .errors import run_reporting
+
 if TYPE_CHECKING:
     from sanawm_env.evaluation import EvalConfig
 
@@ -113,30 +115,23 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    paths = run_demo(_compose_demo(args.overrides))
-    for name, path in paths.items():
-        print(f"{name}: {path}")
-    return 0
+    def demo() -> None:
+        for name, path in run_demo(_compose_demo(args.overrides)).items():
+            print(f"{name}: {path}")
+
+    return run_reporting("demo", demo)
 
 
 def _data_generate(args: argparse.Namespace) -> int:
     from sanawm_env.datagen import generate_clips
 
-    out = generate_clips(
-        args.out,
-        clips=args.clips,
-        frames=args.frames,
-        size=tuple(args.size),
-        fps=args.fps,
-        seed=args.seed,
-        clips_per_shard=args.clips_per_shard,
-        fov_deg=args.fov,
-        trajectories=tuple(args.trajectories),
-        depth=args.depth,
-        resume=args.resume,
-    )
-    print(f"wrote {args.clips} clips to {out}")
-    return 0
+    def run() -> None:
+        out = generate_clips(args.out, clips=args.clips, frames=args.frames, size=tuple(args.size), fps=args.fps, seed=args.seed,
+                             clips_per_shard=args.clips_per_shard, fov_deg=args.fov, trajectories=tuple(args.trajectories),
+                             depth=args.depth, resume=args.resume)
+        print(f"wrote {args.clips} clips to {out}")
+
+    return run_reporting("data generate", run)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -161,18 +156,14 @@ def compose_eval(overrides: list[str]) -> EvalConfig:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from hydra.errors import ConfigCompositionException
-
     from sanawm_env.evaluation import evaluate
 
-    try:
+    def run() -> None:
         result = evaluate(compose_eval(args.overrides))
-    except (ConfigCompositionException, ValueError, FileNotFoundError) as e:
-        print(f"sanawm eval: error: {e}", file=sys.stderr)
-        return 2
-    print(result.table)
-    print(f"\ntable: {result.paths['table']}\nmetrics: {result.paths['metrics']}\nplots and videos: {result.paths['table'].parent}")
-    return 0
+        print(result.table)
+        print(f"\ntable: {result.paths['table']}\nmetrics: {result.paths['metrics']}\nplots and videos: {result.paths['table'].parent}")
+
+    return run_reporting("eval", run)
 
 
 def _positive_int(text: str) -> int:

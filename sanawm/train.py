@@ -37,17 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     if "--cfg" in argv:
         print(OmegaConf.to_yaml(_compose([a for a in argv if a != "--cfg"])))
         return 0
-    from hydra.errors import ConfigCompositionException
-
     from model.training.trainer import train
 
-    try:
-        train(compose(argv))
-    except (ConfigCompositionException, ValueError, FileNotFoundError, FileExistsError) as e:
-        cause = f" ({e.__cause__})" if isinstance(e, ConfigCompositionException) and e.__cause__ else ""
-        print(f"sanawm train: error: {e}{cause}", file=sys.stderr)
-        return 2
-    return 0
+    from .errors import run_reporting
+
+    return run_reporting("train", lambda: train(compose(argv)))
 
 
 if __name__ == "__main__":

@@ -241,3 +241,22 @@ def test_the_thread_policy_restores_torch_threads_and_checks_its_input(monkeypat
         ThreadPolicy()
     monkeypatch.setenv("SANAWM_NUM_THREADS", "1")
     assert ThreadPolicy().choose() == 1
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["train", "foo=bar"], "sanawm train: error: Key 'foo' not in 'TrainConfig'"),
+    (["demo", "steps=abc"], "sanawm demo: error: Value 'abc' of type 'str' could not be converted to Integer (Error merging override steps=abc)"),
+    (["eval", "splits.smooth=abc"], "sanawm eval: error: Value 'abc' of type 'str' could not be converted to Float"),
+])
+def test_a_bad_override_is_one_short_error_with_the_reason_first(args, reason, capsys, monkeypatch):
+    from sanawm.cli import main
+
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(reason) and len(err.splitlines()) == 2 and "Traceback" not in err
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException):
+        main(args)
