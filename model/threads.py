@@ -51,23 +51,19 @@ def _busy_ticks() -> tuple[int, int] | None:
     return sum(fields[:8]) - idle, int(own[11]) + int(own[12])  # utime + stime of every thread
 
 
+def parse_threads(value: int | str, name: str = "threads") -> int | str:
+    """``"auto"`` or a positive thread count, from an int or its text (a config value, an environment
+    variable); anything else is an error naming ``name``."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise ValueError(f"{name} must be 'auto' or a positive int, got {value!r}")
+
+
 def default_threads() -> int | str:
     """``SANAWM_NUM_THREADS`` if set (checked), else ``"auto"``."""
-    value = os.environ.get(ENV_VAR, "auto")
-    return check_threads(value if value == "auto" else _int_or_fail(value), ENV_VAR)
-
-
-def _int_or_fail(text: str) -> int | str:
-    try:
-        return int(text)
-    except ValueError:
-        return text
-
-
-def check_threads(threads: int | str, name: str = "threads") -> int | str:
-    if threads == "auto" or (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1):
-        return threads
-    raise ValueError(f"{name} must be 'auto' or a positive int, got {threads!r}")
+    return parse_threads(os.environ.get(ENV_VAR, "auto"), ENV_VAR)
 
 
 class ThreadPolicy:
@@ -76,7 +72,7 @@ class ThreadPolicy:
     min_interval_s = 0.1  # a shorter gap between scopes holds too few clock ticks to measure the neighbours
 
     def __init__(self, threads: int | str | None = None) -> None:
-        self.threads = check_threads(default_threads() if threads is None else threads)
+        self.threads = default_threads() if threads is None else parse_threads(threads)
         self.cap = min(available_cores(), torch.get_num_threads())  # torch's default honours OMP_NUM_THREADS
         self.cores = os.cpu_count() or self.cap  # the neighbours' load is counted over every core
         self.current = self.cap if self.threads == "auto" else self.threads

@@ -260,3 +260,11 @@ def test_a_bad_override_is_one_short_error_with_the_reason_first(args, reason, c
 
     with pytest.raises(ConfigCompositionException):
         main(args)
+
+
+def test_training_takes_a_thread_policy_and_rejects_a_bad_one():
+    from sanawm.train import compose
+
+    assert compose(["data=x", "threads=2"]).threads == "2" and compose(["data=x"]).threads == "auto"
+    with pytest.raises(ValueError, match="threads must be 'auto' or a positive int, got 'many'"):
+        compose(["data=x", "threads=many"])

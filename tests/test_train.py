@@ -22,7 +22,7 @@ from model.training.trainer import train
 from sanawm.train import compose
 from sanawm_env.datagen import generate_clips
 
-BASE = ["world=tiny", "num_workers=0", "progress=false", "latent_frames=7"]
+BASE = ["world=tiny", "num_workers=0", "progress=false", "latent_frames=7", "threads=1"]  # one thread: bitwise-comparable runs
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from ..chunks import CHUNK_FRAMES, FIRST_CHUNK_FRAMES
 from ..sizes import WORLD_SIZES
+from ..threads import parse_threads
 
 STAGES = ("vae", "latents", "bidirectional", "chunk_causal", "ode", "self_forcing", "refiner")
 STRATEGIES = ("ddp", "fsdp")
@@ -110,6 +111,7 @@ class TrainConfig:
     ckpt_every: int = 500  # steps between checkpoints (and one at the end)
     sample_every: int = 0  # steps between sample videos beside ground truth (0: only at the end)
     progress: bool = True  # progress bar on rank 0
+    threads: str = "auto"  # CPU threads of a step: auto (leave out the cores other processes keep busy; model.threads) or a count
     optim: OptimConfig = field(default_factory=OptimConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     mixture: MixtureConfig = field(default_factory=MixtureConfig)
@@ -129,6 +131,7 @@ class TrainConfig:
         for name in ("steps", "batch_size", "log_every", "ckpt_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)}")
+        parse_threads(self.threads)
         if self.num_workers < 0 or self.sample_every < 0:
             raise ValueError(f"num_workers and sample_every must be >= 0, got {self.num_workers}, {self.sample_every}")
         if self.latent_frames < FIRST_CHUNK_FRAMES or (self.latent_frames - 1) % CHUNK_FRAMES:

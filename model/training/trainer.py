@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from ..threads import ThreadPolicy
 from . import checkpoints
 from .config import TrainConfig
 from .data import StepSampler, step_loader
@@ -106,10 +107,12 @@ def _train(cfg: TrainConfig, d: Dist) -> dict[str, Any]:
     samples_dir = out / "samples"
     bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.stage}", unit="step", disable=not (d.main and cfg.progress))
     rows: list[dict[str, float]] = []
+    threads = ThreadPolicy(cfg.threads)
     t0, started, seen = time.perf_counter(), time.perf_counter(), 0
     step = start
     for step, batch in enumerate(loader, start=start):
-        rows.append(stage.step(batch, step))
+        with threads.scope():
+            rows.append(stage.step(batch, step))
         seen += cfg.batch_size * d.world
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
