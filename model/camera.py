@@ -274,16 +274,34 @@ def read_re10k_cameras(path: str | Path) -> Re10kCameras:
     if not lines:
         raise ValueError(f"{path}: empty RealEstate10K camera file")
     url, rows = lines[0], lines[1:]
+    if len(url.split()) == 19:
+        raise ValueError(f"{path}:1: the first line must be the video's URL, got a camera line")
+    if not rows:
+        raise ValueError(f"{path}: no camera lines after the URL")
     stamps, values = [], []
     for n, line in enumerate(rows, start=2):
         parts = line.split()
         if len(parts) != 19:
             raise ValueError(f"{path}:{n}: expected 19 numbers (timestamp, 4 intrinsics, 2 distortion, 12 pose), got {len(parts)}")
-        stamps.append(int(parts[0]))
-        values.append([float(p) for p in parts[1:]])
+        try:
+            stamps.append(int(parts[0]))
+            values.append([float(p) for p in parts[1:]])
+        except ValueError as e:
+            raise ValueError(f"{path}:{n}: not a number ({e})") from e
+        if not all(math.isfinite(v) for v in values[-1]):
+            raise ValueError(f"{path}:{n}: NaN or infinite values")
+        if values[-1][0] <= 0 or values[-1][1] <= 0:
+            raise ValueError(f"{path}:{n}: focal lengths fx, fy must be positive, got {values[-1][0]}, {values[-1][1]}")
     vals = torch.tensor(values, dtype=torch.float64).reshape(-1, 18)
     w2c = torch.eye(4, dtype=torch.float64).repeat(len(rows), 1, 1)
     w2c[:, :3, :] = vals[:, 6:].reshape(-1, 3, 4)
+    rot = w2c[:, :3, :3]
+    error = (rot @ rot.transpose(1, 2) - torch.eye(3, dtype=torch.float64)).abs().amax(dim=(1, 2))
+    bad = torch.nonzero((error > 1e-3) | (torch.linalg.det(rot) <= 0)).flatten()
+    if len(bad):
+        raise ValueError(f"{path}:{int(bad[0]) + 2}: the pose is not rigid (rotation not orthonormal with det +1)")
+    if len(set(stamps)) != len(stamps):
+        raise ValueError(f"{path}: timestamps repeat; each camera line needs its own")
     return Re10kCameras(
         url=url,
         timestamps=torch.tensor(stamps, dtype=torch.int64),

@@ -72,16 +72,36 @@ def read_header(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not a {FORMAT} file (format={header.get('format')!r}); for the release's weights use SanaWMDiT.from_pretrained")
     if header.get("kind") not in KINDS:
         raise ValueError(f"{path}: unknown model kind {header.get('kind')!r}; known: {sorted(KINDS)}")
-    return {"kind": header["kind"], "config": json.loads(header["config"]), "metadata": json.loads(header.get("metadata", "{}"))}
+    try:
+        config, metadata = json.loads(header.get("config", "")), json.loads(header.get("metadata", "{}"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: the header's config or metadata is not JSON ({e})") from e
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: the header's config must be a JSON object, got {type(config).__name__}")
+    return {"kind": header["kind"], "config": config, "metadata": metadata}
 
 
-def load_model(path: str | Path, expected_config: Any = None, map_location: str | torch.device = "cpu") -> nn.Module:
+def _config(path: Path, config_cls: type, fields: dict[str, Any]) -> Any:
+    """``config_cls(**fields)``, with unknown or bad fields named with the file."""
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(f"{path}: config fields {unknown} are not {config_cls.__name__} fields (written by a newer SanaWM?)")
+    try:
+        return config_cls(**fields)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: bad {config_cls.__name__} in the header ({e})") from e
+
+
+def load_model(path: str | Path, expected_config: Any = None, map_location: str | torch.device = "cpu", kind: str | None = None) -> nn.Module:
     """Rebuild the model stored at ``path``. With ``expected_config``, a file whose config differs
-    fails, naming the fields that differ."""
+    fails, naming the fields that differ; with ``kind`` (one of ``KINDS``), a file of another kind fails."""
     path = Path(path)
     header = read_header(path)
+    if kind is not None and header["kind"] != kind:
+        raise ValueError(f"{path}: holds a {header['kind']} model, a {kind} was expected here")
     cls, config_cls = KINDS[header["kind"]]
-    config = config_cls(**header["config"])
+    config = _config(path, config_cls, header["config"])
     if expected_config is not None and expected_config != config:
         diff = {f.name: (getattr(config, f.name), getattr(expected_config, f.name))
                 for f in dataclasses.fields(config) if getattr(config, f.name) != getattr(expected_config, f.name)}

@@ -214,6 +214,13 @@ class ClipShardWriter:
             self.close()
 
 
+def _check_window(clip_frames: int | None, frame_stride: int) -> None:
+    if clip_frames is not None and clip_frames < 1:
+        raise ValueError(f"clip_frames must be a positive int or None (all frames), got {clip_frames}")
+    if frame_stride < 1:
+        raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
+
+
 def _window(num_frames: int, clip_frames: int | None, frame_stride: int, random_window: bool) -> slice:
     """Frames of a clip to read: ``clip_frames`` frames ``frame_stride`` apart (all if None)."""
     span = num_frames if clip_frames is None else (clip_frames - 1) * frame_stride + 1
@@ -244,8 +251,7 @@ class ClipDataset(Dataset):
         if not self.index["complete"] and not allow_incomplete:
             raise ValueError(f"{self.root}: an interrupted dataset ({self.index['num_clips']} clips so far); finish it with "
                              "`sanawm data generate --resume` (same arguments) or read it as it is with allow_incomplete=True")
-        if frame_stride < 1:
-            raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
+        _check_window(clip_frames, frame_stride)
         self.fps = float(self.index["fps"]) / frame_stride
         self._window = (clip_frames, frame_stride, random_window)
         _window(self.index["frames"], clip_frames, frame_stride, False)  # fail now, not in a worker
@@ -299,8 +305,7 @@ class RealEstate10KDataset(Dataset):
         frames_root = Path(frames_dir) if frames_dir is not None else None
         if size is not None and (len(size) != 2 or min(size) <= 0):
             raise ValueError(f"size must be (height, width) with positive entries, got {size!r}")
-        if frame_stride < 1:
-            raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
+        _check_window(clip_frames, frame_stride)
         self.size = size
         self.fps = fps / frame_stride
         self._window = (clip_frames, frame_stride, random_window)

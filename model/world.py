@@ -10,10 +10,11 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -22,7 +23,7 @@ import torch.nn as nn
 from .checkpoint import load_model, save_model
 from .dit import SanaWMDiT
 from .refiner import SanaWMRefiner
-from .sizes import world_size
+from .sizes import WORLD_SIZES, world_size
 from .vae import CausalVideoVAE
 
 # The world the package ships, once trained (see the training scripts); absent until then.
@@ -89,15 +90,47 @@ def save_world(path: str | Path, world: WorldModel) -> Path:
     return path
 
 
+def read_world_info(path: Path) -> WorldInfo:
+    """The ``world.json`` at ``path``, checked field by field; errors name the file and the field."""
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not readable as JSON ({e})") from e
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: must hold a JSON object, got {type(raw).__name__}")
+    accepted = {f.name for f in fields(WorldInfo)}
+    unknown = sorted(set(raw) - accepted)
+    if unknown:
+        raise ValueError(f"{path}: unknown fields {unknown}; accepted: {sorted(accepted)}")
+    info = WorldInfo(**raw)
+    checks = {"height": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+              "width": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+              "fps": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf,
+              "fov_deg": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 180,
+              "size": lambda v: v in WORLD_SIZES, "trained": lambda v: isinstance(v, bool)}
+    expected = {"height": "a positive int", "width": "a positive int", "fps": "a positive number", "fov_deg": "degrees in (0, 180)",
+                "size": f"one of {sorted(WORLD_SIZES)}", "trained": "true or false"}
+    for name, ok in checks.items():
+        if not ok(getattr(info, name)):
+            raise ValueError(f"{path}: field {name!r} must be {expected[name]}, got {getattr(info, name)!r}")
+    return info
+
+
 def load_world(path: str | Path, map_location: str = "cpu") -> WorldModel:
     """Load a world folder; a missing or corrupt part fails with its path."""
     path = Path(path)
     if not (path / "world.json").exists():
         raise FileNotFoundError(f"{path}: not a world folder (no world.json)")
-    info = WorldInfo(**json.loads((path / "world.json").read_text()))
-    refiner = load_model(path / "refiner.safetensors", map_location=map_location) if (path / "refiner.safetensors").exists() else None
-    return WorldModel(load_model(path / "dit.safetensors", map_location=map_location),
-                      load_model(path / "vae.safetensors", map_location=map_location), refiner, info).eval()
+    info = read_world_info(path / "world.json")
+    refiner = None
+    if (path / "refiner.safetensors").exists():
+        refiner = load_model(path / "refiner.safetensors", map_location=map_location, kind="refiner")
+    dit = load_model(path / "dit.safetensors", map_location=map_location, kind="dit")
+    vae = load_model(path / "vae.safetensors", map_location=map_location, kind="vae")
+    try:
+        return WorldModel(dit, vae, refiner, info).eval()
+    except ValueError as e:
+        raise ValueError(f"{path}: its parts do not fit together: {e}") from e
 
 
 def default_world(size: str = "small", height: int = 64, width: int = 64) -> WorldModel:

@@ -1,17 +1,21 @@
 """Reliability: what a user writes is never lost or silently mixed (issue 19)."""
 
 import json
+import shutil
 import warnings
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 import model.world as world_module
 import sanawm_env
 import sanawm_env.datagen as datagen
 from model.camera import intrinsics_from_fov
+from model.checkpoint import load_model
 from model.clips import ClipDataset
 from model.world import fresh_world, load_world, save_world
 from sanawm_env import SanaWMEnv
@@ -268,3 +272,88 @@ def test_training_takes_a_thread_policy_and_rejects_a_bad_one():
     assert compose(["data=x", "threads=2"]).threads == "2" and compose(["data=x"]).threads == "auto"
     with pytest.raises(ValueError, match="threads must be 'auto' or a positive int, got 'many'"):
         compose(["data=x", "threads=many"])
+
+
+@pytest.fixture(scope="module")
+def tiny_world_files(tmp_path_factory):
+    return save_world(tmp_path_factory.mktemp("worlds") / "w", fresh_world("tiny", 32, 32))
+
+
+def _copy_world(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{not json", "not readable as JSON"),
+    ("[1, 2]", "must hold a JSON object"),
+    ('{"height": 32, "width": 32, "size": "tiny", "colour": 1}', "unknown fields \\['colour'\\]"),
+    ('{"height": -32, "width": 32, "size": "tiny"}', "field 'height' must be a positive int, got -32"),
+    ('{"height": 32, "width": 32, "size": "huge"}', "field 'size' must be one of"),
+    ('{"height": 32, "width": 32, "size": "tiny", "fov_deg": 200}', "field 'fov_deg' must be degrees in \\(0, 180\\)"),
+])
+def test_a_damaged_world_json_fails_with_its_path_and_field(tiny_world_files, tmp_path, text, message):
+    folder = _copy_world(tiny_world_files, tmp_path / "w")
+    (folder / "world.json").write_text(text)
+    with pytest.raises(ValueError, match=message) as error:
+        load_world(folder)
+    assert str(folder / "world.json") in str(error.value)
+
+
+def test_world_parts_of_the_wrong_kind_or_damaged_fail_with_their_path(tiny_world_files, tmp_path):
+    folder = _copy_world(tiny_world_files, tmp_path / "w")
+    shutil.copy(folder / "vae.safetensors", folder / "dit.safetensors")
+    with pytest.raises(ValueError, match="dit.safetensors: holds a vae model, a dit was expected"):
+        load_world(folder)
+    (folder / "dit.safetensors").write_bytes(b"\x00" * 100)
+    with pytest.raises(ValueError, match="dit.safetensors: not a readable safetensors file"):
+        load_world(folder)
+    (folder / "dit.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="dit.safetensors"):
+        load_world(folder)
+
+
+def test_a_model_file_with_a_bad_header_config_fails_with_its_path(tiny_world_files, tmp_path):
+    src = tiny_world_files / "vae.safetensors"
+    with safe_open(str(src), framework="pt") as f:
+        header, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    for config, message in (('{"latent_channels": 8, "colour": 1}', "config fields \\['colour'\\] are not VAEConfig fields"),
+                            ('{"latent_channels": -8}', "bad VAEConfig in the header"),
+                            ("{oops", "not JSON")):
+        save_file(tensors, str(tmp_path / "vae.safetensors"), metadata={**header, "config": config})
+        with pytest.raises(ValueError, match=message) as error:
+            load_model(tmp_path / "vae.safetensors")
+        assert str(tmp_path / "vae.safetensors") in str(error.value)
+
+
+GOOD_CAMERA = "1000 0.5 0.9 0.5 0.5 0 0 1 0 0 0 0 1 0 0 0 0 1 0"
+
+
+@pytest.mark.parametrize("text, message", [
+    (GOOD_CAMERA + "\n", ":1: the first line must be the video's URL"),
+    ("https://example.com/v\n", "no camera lines after the URL"),
+    ("https://example.com/v\n" + GOOD_CAMERA.replace("0.9", "nan") + "\n", ":2: NaN or infinite values"),
+    ("https://example.com/v\n" + GOOD_CAMERA.replace("0.9", "x") + "\n", ":2: not a number"),
+    ("https://example.com/v\n" + GOOD_CAMERA.replace(" 1 0 0 0 0 1 0 0 0 0 1 0", " 2 0 0 0 0 1 0 0 0 0 1 0") + "\n", ":2: the pose is not rigid"),
+    ("https://example.com/v\n" + GOOD_CAMERA.replace("0.5 0.9", "-0.5 0.9", 1) + "\n", ":2: focal lengths fx, fy must be positive"),
+    ("https://example.com/v\n" + GOOD_CAMERA + "\n" + GOOD_CAMERA + "\n", "timestamps repeat"),
+])
+def test_a_damaged_realestate10k_camera_file_fails_with_its_path_and_line(tmp_path, text, message):
+    from model.camera import read_re10k_cameras
+
+    (tmp_path / "seq.txt").write_text(text)
+    with pytest.raises(ValueError, match=message) as error:
+        read_re10k_cameras(tmp_path / "seq.txt")
+    assert str(tmp_path / "seq.txt") in str(error.value)
+
+
+def test_clip_readers_refuse_a_window_of_no_frames(tmp_path):
+    from model.clips import RealEstate10KDataset
+
+    folder = _generate(tmp_path / "ds", 2)
+    with pytest.raises(ValueError, match="clip_frames must be a positive int or None"):
+        ClipDataset(folder, clip_frames=0)
+    (tmp_path / "re" / "seq").mkdir(parents=True)
+    (tmp_path / "re" / "seq.txt").write_text("https://example.com/v\n" + GOOD_CAMERA + "\n")
+    with pytest.raises(ValueError, match="clip_frames must be a positive int or None"):
+        RealEstate10KDataset(tmp_path / "re", clip_frames=-1)
