@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from .config import DiTConfig
@@ -30,12 +31,29 @@ _IGNORED_FIELDS = ("_class_name", "_diffusers_version", "init_cam_from_base", "f
                    "learn_sigma", "mixed_precision", "chunk_plucker_post_attn_blocks", "_name_or_path")
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not readable as JSON ({e})") from e
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: must hold a JSON object, got {type(raw).__name__}")
+    return raw
+
+
+def _load_safetensors(path: Path) -> dict[str, Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{path}: not a readable safetensors file ({e})") from e
+
+
 def reference_config(path: str | Path) -> DiTConfig:
     """DiTConfig from the release's ``config.json``; fields we do not implement are an error."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no config.json; pass config= for a bare state dict")
-    raw = json.loads(path.read_text())
+    raw = _read_json(path)
     unknown = sorted(set(raw) - set(_SHARED_FIELDS) - set(_FIXED_FIELDS) - set(_IGNORED_FIELDS))
     if unknown:
         raise ValueError(f"{path}: unknown config field(s) {unknown}")
@@ -46,7 +64,10 @@ def reference_config(path: str | Path) -> DiTConfig:
     blocks = raw.get("chunk_plucker_post_attn_blocks", raw.get("num_layers", 20))
     if 0 <= blocks < raw.get("num_layers", 20):
         raise ValueError(f"{path}: chunk_plucker_post_attn_blocks={blocks} is not supported (Plucker branch in every block)")
-    return DiTConfig(**{k: raw[k] for k in _SHARED_FIELDS if k in raw})
+    try:
+        return DiTConfig(**{k: raw[k] for k in _SHARED_FIELDS if k in raw})
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: bad config ({e})") from e
 
 
 def load_state_dict(path: str | Path) -> dict[str, Tensor]:
@@ -56,20 +77,27 @@ def load_state_dict(path: str | Path) -> dict[str, Tensor]:
         single = path / "diffusion_pytorch_model.safetensors"
         index = path / "diffusion_pytorch_model.safetensors.index.json"
         if single.exists():
-            return load_file(str(single))
+            return _load_safetensors(single)
         if index.exists():
-            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            weight_map = _read_json(index).get("weight_map")
+            if not isinstance(weight_map, dict) or not all(isinstance(f, str) for f in weight_map.values()):
+                raise ValueError(f"{index}: needs a 'weight_map' of parameter name -> shard file")
             state: dict[str, Tensor] = {}
-            for f in files:
-                state.update(load_file(str(path / f)))
+            for f in sorted(set(weight_map.values())):
+                if not (path / f).is_file():
+                    raise FileNotFoundError(f"{index}: names the shard {f}, which is not in {path}")
+                state.update(_load_safetensors(path / f))
             return state
         raise FileNotFoundError(f"{path}: no diffusion_pytorch_model.safetensors (or its .index.json)")
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such checkpoint")
     if path.suffix == ".safetensors":
-        return load_file(str(path))
+        return _load_safetensors(path)
     if path.suffix in (".pth", ".pt", ".bin"):
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises pickle, zip and runtime errors alike for a damaged file
+            raise ValueError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
         for key in ("state_dict", "model", "module"):
             if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
                 obj = obj[key]
@@ -87,7 +115,7 @@ def load_strict(module: nn.Module, state: dict[str, Tensor], allow_missing: set[
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
         more = lambda keys: keys[:20] + (["..."] if len(keys) > 20 else [])  # noqa: E731
-        raise KeyError(f"{source} does not match {type(module).__name__}: missing {more(missing)}, unexpected {more(unexpected)}")
+        raise ValueError(f"{source} does not match {type(module).__name__}: missing {more(missing)}, unexpected {more(unexpected)}")
     bad = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if v.shape != own[k].shape]
     if bad:
         raise ValueError(f"{source}: shapes do not match {type(module).__name__}: {bad[:10]}")

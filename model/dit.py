@@ -495,12 +495,12 @@ class SanaWMDiT(nn.Module):
         if path.is_dir():
             config = config or reference_config(path / "config.json")
         model = cls(config or DiTConfig())
-        model.load_reference_state_dict(load_state_dict(path))
+        model.load_reference_state_dict(load_state_dict(path), source=str(path))
         return model
 
-    def load_reference_state_dict(self, state: dict[str, Tensor]) -> None:
+    def load_reference_state_dict(self, state: dict[str, Tensor], source: str = "release state dict") -> None:
         """Load a release state dict strictly: any missing or unexpected key is an error that lists
         them. The release's ``pos_embed`` buffer is dropped, and ``null_prompt`` (ours) may be absent."""
         from .checkpoint_io import load_strict
 
-        load_strict(self, {k: v for k, v in state.items() if k != "pos_embed"}, allow_missing={"null_prompt"}, source="release state dict")
+        load_strict(self, {k: v for k, v in state.items() if k != "pos_embed"}, allow_missing={"null_prompt"}, source=source)

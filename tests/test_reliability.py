@@ -357,3 +357,27 @@ def test_clip_readers_refuse_a_window_of_no_frames(tmp_path):
     (tmp_path / "re" / "seq.txt").write_text("https://example.com/v\n" + GOOD_CAMERA + "\n")
     with pytest.raises(ValueError, match="clip_frames must be a positive int or None"):
         RealEstate10KDataset(tmp_path / "re", clip_frames=-1)
+
+
+def test_damaged_release_checkpoints_fail_with_their_path(tmp_path):
+    from model.checkpoint_io import load_state_dict, reference_config
+
+    (tmp_path / "config.json").write_text("{oops")
+    with pytest.raises(ValueError, match="config.json: not readable as JSON"):
+        reference_config(tmp_path / "config.json")
+    (tmp_path / "config.json").write_text('{"num_layers": -2}')
+    with pytest.raises(ValueError, match="config.json: bad config"):
+        reference_config(tmp_path / "config.json")
+    index = tmp_path / "diffusion_pytorch_model.safetensors.index.json"
+    index.write_text('{"metadata": {}}')
+    with pytest.raises(ValueError, match="index.json: needs a 'weight_map'"):
+        load_state_dict(tmp_path)
+    index.write_text('{"weight_map": {"a.weight": "part-1.safetensors"}}')
+    with pytest.raises(FileNotFoundError, match="names the shard part-1.safetensors"):
+        load_state_dict(tmp_path)
+    (tmp_path / "part-1.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="part-1.safetensors: not a readable safetensors file"):
+        load_state_dict(tmp_path)
+    (tmp_path / "model.pth").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="model.pth: not a readable torch checkpoint"):
+        load_state_dict(tmp_path / "model.pth")
