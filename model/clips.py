@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch.utils.data import Dataset
 
@@ -67,6 +67,27 @@ def read_clip_index(path: Path) -> dict[str, Any]:
     if index["num_clips"] != sum(s["clips"] for s in index["shards"]):
         raise ValueError(f"{path}: num_clips is {index['num_clips']} but the shards hold {sum(s['clips'] for s in index['shards'])}")
     return index
+
+
+CLIP_KEYS = ("frames", "c2w", "intrinsics", "metric_scale")  # what every clip shard holds (besides extras)
+
+
+def read_shard_row(path: Path, row: int, required: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """Every array of row ``row`` of the safetensors shard ``path``; a damaged shard, a missing
+    ``required`` array or a short one fails with the path."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            keys = set(f.keys())
+            missing = sorted(set(required) - keys)
+            if missing:
+                raise ValueError(f"{path}: the shard has no {missing} (it holds {sorted(keys)})")
+            slices = {k: f.get_slice(k) for k in sorted(keys)}
+            short = sorted(k for k, v in slices.items() if v.get_shape()[0] <= row)
+            if short:
+                raise ValueError(f"{path}: row {row} is past the end of {short}; the index and the shard disagree")
+            return {k: v[row] for k, v in slices.items()}
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{path}: not a readable safetensors shard ({e})") from e
 
 
 class ClipShardWriter:
@@ -265,11 +286,11 @@ class ClipDataset(Dataset):
             raise IndexError(f"clip index {i} out of range for {len(self)} clips")
         file, row = self._locations[i]
         frames = _window(self.index["frames"], *self._window)
-        item: dict[str, torch.Tensor] = {}
-        with safe_open(str(self.root / file), framework="pt") as f:
-            for key in f.keys():
-                value = f.get_slice(key)[row]
-                item[key] = value[frames] if key in PER_FRAME else value
+        path = self.root / file
+        item = {k: v[frames] if k in PER_FRAME else v for k, v in read_shard_row(path, row, CLIP_KEYS).items()}
+        if tuple(item["frames"].shape[1:]) != (self.index["height"], self.index["width"], 3):
+            raise ValueError(f"{path}: row {row} has frames {tuple(item['frames'].shape)}, the index says "
+                             f"{self.index['height']} x {self.index['width']} x 3")
         item["metric"] = torch.tensor(True)
         item["fps"] = torch.tensor(self.fps, dtype=torch.float32)
         return item

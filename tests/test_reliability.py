@@ -381,3 +381,17 @@ def test_damaged_release_checkpoints_fail_with_their_path(tmp_path):
     (tmp_path / "model.pth").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="model.pth: not a readable torch checkpoint"):
         load_state_dict(tmp_path / "model.pth")
+
+
+def test_a_damaged_clip_shard_fails_with_its_path(tmp_path):
+    folder = _generate(tmp_path / "ds", 2)
+    good = ClipDataset(folder)[0]
+    with safe_open(str(folder / "shard-00000.safetensors"), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys() if k != "c2w"}
+    save_file(tensors, str(folder / "shard-00000.safetensors"))
+    with pytest.raises(ValueError, match="shard-00000.safetensors: the shard has no \\['c2w'\\]"):
+        ClipDataset(folder)[0]
+    (folder / "shard-00000.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="shard-00000.safetensors: not a readable safetensors shard"):
+        ClipDataset(folder)[0]
+    assert good["frames"].shape == (5, 16, 16, 3)

@@ -23,14 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..atomic import write_text_atomic
 from ..camera_conditions import camera_conditions
-from ..clips import open_clips
+from ..clips import open_clips, read_shard_row
 from ..vae import CausalVideoVAE
 
 FORMAT, VERSION = "sanawm-latents", 1
@@ -142,8 +141,7 @@ class LatentDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         file, row = self._locations[i]
         t = self.frames
-        with safe_open(str(self.root / file), framework="pt") as f:
-            item = {k: f.get_slice(k)[row] for k in KEYS}
+        item = {k: v for k, v in read_shard_row(self.root / file, row, KEYS).items() if k in KEYS}
         item["latents"] = item["latents"][:, :t]
         item["camera"] = item["camera"][:t]
         item["plucker"] = item["plucker"][:, :t]
