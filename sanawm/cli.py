@@ -35,6 +35,16 @@ class DemoConfig:
     ground_truth: bool = True
     out: str = "outputs/demo"
 
+    def __post_init__(self) -> None:
+        import gymnasium as gym
+
+        import sanawm_env  # noqa: F401  (registers the environments)
+
+        if self.env not in gym.registry:
+            raise ValueError(f"env must be a registered environment id such as SanaWM-v0 or SanaWM-GT-v0, got {self.env!r}")
+        if self.steps <= 0:
+            raise ValueError(f"steps must be positive, got {self.steps}")
+
 
 def _compose_demo(overrides: list[str]) -> DemoConfig:
     from hydra import compose, initialize_config_module
@@ -65,8 +75,6 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
     from sanawm_env.render import render
     from sanawm_env.scene import generate_scene
 
-    if cfg.steps <= 0:
-        raise ValueError(f"steps must be positive, got {cfg.steps}")
     env = gym.make(cfg.env, **cfg.env_kwargs)
     options = {} if cfg.scene_seed is None else {"scene_seed": cfg.scene_seed}
     obs, info = env.reset(seed=cfg.seed, options=options)

@@ -48,6 +48,32 @@ def check_positive_float(name: str, value: Any) -> float:
     return float(value)
 
 
+def check_fov(value: Any) -> float:
+    """A horizontal field of view in degrees, in (0, 180)."""
+    if not (isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) and 0 < value < 180):
+        raise ValueError(f"fov_deg must be in (0, 180) degrees, got {value!r}")
+    return float(value)
+
+
+def check_nonnegative_int(name: str, value: Any) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    return int(value)
+
+
+def check_device(value: Any) -> str:
+    """A torch device that exists here ('cpu', 'cuda', 'cuda:1', ...)."""
+    import torch
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda:0', got {value!r}") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={value!r} but CUDA is not available here; use device='cpu'")
+    return str(device)
+
+
 def check_options(options: dict[str, Any] | None, accepted: tuple[str, ...]) -> dict[str, Any]:
     options = dict(options or {})
     unknown = sorted(set(options) - set(accepted))

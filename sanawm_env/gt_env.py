@@ -12,7 +12,7 @@ from gymnasium.error import ResetNeeded
 
 from model.camera import intrinsics_from_fov
 
-from .common import (CAMERA_RADIUS, RENDER_FPS, action_space, check_action, check_options, check_pose_in_scene, check_positive_float,
+from .common import (CAMERA_RADIUS, RENDER_FPS, action_space, check_action, check_fov, check_options, check_pose_in_scene, check_positive_float,
                      check_positive_int, check_scene_seed, observation_space)
 from .render import render
 from .scene import Scene, SceneConfig, generate_scene
@@ -123,7 +123,7 @@ class SanaWMGTEnv(gym.Env[np.ndarray, np.ndarray]):
         self.camera_radius = float(camera_radius)
         self.return_depth = return_depth
         self.step_scale = np.array([max_translation] * 3 + [max_rotation] * 3, dtype=np.float64)
-        self.intrinsics = intrinsics_from_fov(fov_deg, self.height, self.width)
+        self.intrinsics = intrinsics_from_fov(check_fov(fov_deg), self.height, self.width)
         self.task = make_task(task, **(task_kwargs or {}))
 
         self.action_space = action_space()

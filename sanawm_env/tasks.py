@@ -3,6 +3,8 @@ the ground-truth world (``SanaWM-GT-v0``) and in the imagined one (``SanaWM-v0``
 
 from __future__ import annotations
 
+import inspect
+
 import math
 from typing import Any, Protocol
 
@@ -65,4 +67,8 @@ def make_task(name: str, **kwargs: Any) -> Task:
     """Build a task by name (see ``TASKS``)."""
     if name not in TASKS:
         raise ValueError(f"task must be one of {sorted(TASKS)}, got {name!r}")
+    accepted = [p for p in inspect.signature(TASKS[name]).parameters if p != "self"]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(f"task_kwargs {unknown} are not arguments of task {name!r}; accepted: {accepted}")
     return TASKS[name](**kwargs)

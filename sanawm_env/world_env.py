@@ -17,8 +17,8 @@ from model.rollout import WorldRollout
 from model.threads import ThreadPolicy
 from model.world import WorldModel, default_world, load_world
 
-from .common import (CAMERA_RADIUS, RENDER_FPS, action_space, check_action, check_options, check_pose, check_pose_in_scene, check_positive_float,
-                     check_positive_int, check_scene_seed, observation_space)
+from .common import (CAMERA_RADIUS, RENDER_FPS, action_space, check_action, check_device, check_fov, check_nonnegative_int, check_options,
+                     check_pose, check_pose_in_scene, check_positive_float, check_positive_int, check_scene_seed, observation_space)
 from .render import render
 from .scene import generate_scene
 from .tasks import make_task
@@ -54,12 +54,13 @@ class _WorldEnvBase:
         self.thread_policy = ThreadPolicy(threads)
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-        if refine_every < 0 or refine_window < 0:
-            raise ValueError(f"refine_every and refine_window must be >= 0, got {refine_every}, {refine_window}")
+        check_nonnegative_int("refine_every", refine_every)
+        check_nonnegative_int("refine_window", refine_window)
+        if window is not None:
+            check_nonnegative_int("window", window)
+        device = check_device(device)
         world = _world(checkpoint, size, height, width)
-        if fov_deg is None:
-            fov_deg = world.info.fov_deg  # the field of view the world was trained at
-        check_positive_float("fov_deg", fov_deg)
+        fov_deg = check_fov(world.info.fov_deg if fov_deg is None else fov_deg)  # None: the field of view it was trained at
         intrinsics = intrinsics_from_fov(fov_deg, height, width).float()
         self.worlds = WorldRollout(world, num, intrinsics, steps, window, refine_every, refine_window, device, DTYPES[dtype])
         self.height, self.width = height, width
@@ -276,6 +277,8 @@ class SanaWMVectorEnv(_WorldEnvBase, gym.vector.VectorEnv):
         check_positive_int("num_envs", num_envs)
         self.num_envs = num_envs
         self.render_mode = render_mode
+        if max_episode_steps is not None:
+            check_positive_int("max_episode_steps", max_episode_steps)
         self.max_episode_steps = max_episode_steps
         defaults = dict(checkpoint=None, size="small", height=64, width=64, device="cpu", dtype="float32", steps=4, window=1,
                         refine_every=0, refine_window=6, max_translation=0.5, max_rotation=math.radians(30.0), fov_deg=None,

@@ -1,8 +1,10 @@
 """Reliability: what a user writes is never lost or silently mixed (issue 19)."""
 
 import json
+import os
 import shutil
 import warnings
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -395,3 +397,16 @@ def test_a_damaged_clip_shard_fails_with_its_path(tmp_path):
     with pytest.raises(ValueError, match="shard-00000.safetensors: not a readable safetensors shard"):
         ClipDataset(folder)[0]
     assert good["frames"].shape == (5, 16, 16, 3)
+
+
+def test_fault_injection_leaves_no_unclear_or_silent_case_and_loses_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "faults.json"
+    subprocess.run([sys.executable, "benchmarks/faults.py", "--out", str(out)], check=True, capture_output=True,
+                   cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) > 150
+    bad = [f"{r['outcome']}: {r['case']}: {r['detail']}" for r in rows if r["outcome"] in ("unclear", "silent", "lost")]
+    assert not bad, "\n".join(bad)

@@ -141,6 +141,26 @@ class TrainConfig:
         weights = (self.mixture.same, self.mixture.increasing, self.mixture.last_anchor, self.mixture.clean_prefix)
         if min(weights) < 0 or sum(weights) <= 0:
             raise ValueError(f"mixture weights must be >= 0 with a positive sum, got {weights}")
+        o = self.optim
+        ranges = {"optim.lr": (o.lr, o.lr > 0, "> 0"), "optim.eps": (o.eps, o.eps > 0, "> 0"),
+                  "optim.betas": (list(o.betas), len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), "two values in [0, 1)"),
+                  "optim.weight_decay": (o.weight_decay, o.weight_decay >= 0, ">= 0"), "optim.grad_clip": (o.grad_clip, o.grad_clip >= 0, ">= 0 (0: off)"),
+                  "optim.warmup_steps": (o.warmup_steps, o.warmup_steps >= 0, ">= 0"), "optim.ema_decay": (o.ema_decay, 0 <= o.ema_decay < 1, "in [0, 1)"),
+                  "flow.shift": (self.flow.shift, self.flow.shift > 0, "> 0"), "flow.logit_std": (self.flow.logit_std, self.flow.logit_std > 0, "> 0"),
+                  "flow.sample_steps": (self.flow.sample_steps, self.flow.sample_steps > 0, "> 0"),
+                  "flow.guidance": (self.flow.guidance, self.flow.guidance >= 0, ">= 0"),
+                  "distill.teacher_substeps": (self.distill.teacher_substeps, self.distill.teacher_substeps > 0, "> 0"),
+                  "distill.critic_lr": (self.distill.critic_lr, self.distill.critic_lr > 0, "> 0"),
+                  "distill.generator_every": (self.distill.generator_every, self.distill.generator_every > 0, "> 0"),
+                  "distill.window": (self.distill.window, self.distill.window >= 0, ">= 0"),
+                  "refiner.sigma_max": (self.refiner.sigma_max, 0 < self.refiner.sigma_max <= 1, "in (0, 1]"),
+                  "refiner.student_prob": (self.refiner.student_prob, 0 <= self.refiner.student_prob <= 1, "in [0, 1]"),
+                  "refiner.history": (self.refiner.history, self.refiner.history >= 0, ">= 0"),
+                  "vae_stage.kl_weight": (self.vae_stage.kl_weight, self.vae_stage.kl_weight >= 0, ">= 0"),
+                  "vae_stage.stats_clips": (self.vae_stage.stats_clips, self.vae_stage.stats_clips > 0, "> 0")}
+        for name, (value, ok, accepted) in ranges.items():
+            if not ok:
+                raise ValueError(f"{name} must be {accepted}, got {value}")
         sig = self.distill.student_sigmas
         if len(sig) < 2 or sig[-1] != 0 or any(b >= a for a, b in zip(sig, sig[1:])) or sig[0] > 1:
             raise ValueError(f"distill.student_sigmas must decrease from <= 1 to 0, got {list(sig)}")
