@@ -4,6 +4,7 @@
     sanawm data generate --out DIR ...   render training clips from procedural worlds
     sanawm train stage=<stage> ...       one stage of the training recipe (Hydra overrides)
     sanawm eval [key=value ...]          a world against the ground truth -> table, JSON, plots, videos
+    sanawm annotate INPUT... --out DIR   metric camera poses of your own videos -> RealEstate10K-style clips
 """
 
 from __future__ import annotations
@@ -174,6 +175,45 @@ def _eval(args: argparse.Namespace) -> int:
     return run_reporting("eval", run)
 
 
+def _plugin(spec: str) -> Any:
+    """An object the user installed, named ``module:attribute``: a class is instantiated with no
+    arguments, anything else (a function, an instance) is used as it is."""
+    import importlib
+
+    module, _, attr = spec.partition(":")
+    if not module or not attr:
+        raise ValueError(f"expected module:attribute (e.g. my_models.depth:DepthModel), got {spec!r}")
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"cannot load {spec!r}: {e}") from e
+    return obj() if isinstance(obj, type) else obj
+
+
+def _annotate(args: argparse.Namespace) -> int:
+    def run() -> None:
+        from model.annotation import AnnotateConfig, ColmapEstimator, ColmapOptions, QualityLimits, Sampling, annotate
+        from model.camera import intrinsics_from_fov
+
+        sampling = Sampling(fps=args.fps, clip_frames=args.clip_frames, size=tuple(args.size) if args.size else None, folder_fps=args.folder_fps)
+        intrinsics = tuple(args.intrinsics) if args.intrinsics else None
+        if args.fov is not None:
+            if intrinsics is not None:
+                raise ValueError("give --fov or --intrinsics, not both")
+            if sampling.size is None:
+                raise ValueError("--fov needs --size (the frame size the intrinsics belong to); or give --intrinsics in pixels")
+            intrinsics = tuple(intrinsics_from_fov(args.fov, *sampling.size).tolist())
+        limits = QualityLimits(min_frames=args.min_frames, max_reprojection_px=args.max_reprojection, min_parallax_deg=args.min_parallax)
+        config = AnnotateConfig(sampling=sampling, limits=limits, intrinsics=intrinsics, camera_height_m=args.camera_height)
+        estimator = _plugin(args.estimator) if args.estimator else ColmapEstimator(ColmapOptions(num_threads=args.threads))
+        depth = _plugin(args.depth_model) if args.depth_model else None
+        summary = annotate(args.inputs, args.out, config, estimator=estimator, depth=depth)
+        print(f"{len(summary['accepted'])} clips accepted, {summary['rejected']} rejected (reasons in {Path(args.out) / 'annotation.json'}); "
+              f"{summary['frames']} frames at {summary['frames'] / max(sum(summary['seconds'].values()), 1e-9):.1f} frames/s")
+
+    return run_reporting("annotate", run)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -223,6 +263,26 @@ def build_parser() -> argparse.ArgumentParser:
                               "revisit consistency, degradation)", prefix_chars="\0")
     evaluate.add_argument("overrides", nargs="*", help="Hydra overrides of configs/eval/eval.yaml, e.g. world=runs/sf/world splits.hard=20")
     evaluate.set_defaults(func=_eval)
+
+    ann = sub.add_parser("annotate", help="metric 6-DoF camera poses of your own videos or frame folders, as RealEstate10K-style "
+                         "training clips (needs pip install 'sanawm[annotate]')")
+    ann.add_argument("inputs", nargs="+", help="video files, folders of frames, or folders holding either")
+    ann.add_argument("--out", required=True, help="output folder (new or empty): <clip>.txt cameras, <clip>/ frames, reports")
+    ann.add_argument("--fps", type=_positive_float, default=None, help="frames a second to keep (default: every frame)")
+    ann.add_argument("--clip-frames", type=_positive_int, default=48, help="frames per annotated clip; longer sources are cut")
+    ann.add_argument("--size", type=_positive_int, nargs=2, metavar=("H", "W"), default=None, help="resize frames (default: as they are)")
+    ann.add_argument("--folder-fps", type=_positive_float, default=30.0, help="frame rate of a folder of images")
+    ann.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"), default=None,
+                     help="known intrinsics in pixels of the (resized) frames; estimated if not given")
+    ann.add_argument("--fov", type=_positive_float, default=None, help="known horizontal field of view in degrees (with --size)")
+    ann.add_argument("--camera-height", type=_positive_float, default=None, help="camera height over the ground in metres, for metric scale")
+    ann.add_argument("--depth-model", default=None, help="module:attribute of an installed metric depth model (a MetricDepth), for metric scale")
+    ann.add_argument("--estimator", default=None, help="module:attribute of an installed pose estimator (a PoseEstimator); default COLMAP")
+    ann.add_argument("--min-frames", type=_positive_int, default=8, help="shortest clip kept, in frames")
+    ann.add_argument("--max-reprojection", type=_positive_float, default=1.5, help="largest mean reprojection error kept, in pixels")
+    ann.add_argument("--min-parallax", type=float, default=1.0, help="smallest median triangulation angle kept, in degrees")
+    ann.add_argument("--threads", type=_positive_int, default=1, help="COLMAP threads")
+    ann.set_defaults(func=_annotate)
     return parser
 
 

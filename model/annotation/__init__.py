@@ -7,6 +7,7 @@ training clips, and the estimator behind the camera-accuracy metrics of ``sanawm
 pycolmap, PyAV and evo come with ``pip install 'sanawm[annotate]'`` and are imported when used.
 """
 
+from .accuracy import camera_accuracy, trajectory_errors
 from .colmap import ColmapEstimator, ColmapOptions
 from .estimator import Estimate, PoseEstimator, Reconstruction
 from .frames import Sampling, SourceClip, find_sources, read_clips
@@ -18,5 +19,6 @@ from .scale import MetricDepth, ScaleError, ScaleEstimate, scale_from_camera_hei
 __all__ = [
     "AnnotateConfig", "ClipResult", "ColmapEstimator", "ColmapOptions", "Estimate", "MetricDepth", "PoseEstimator",
     "QualityLimits", "Reconstruction", "Sampling", "ScaleError", "ScaleEstimate", "ScaleSources", "Segment", "SourceClip",
-    "annotate", "annotate_frames", "find_sources", "read_clips", "scale_from_camera_height", "scale_from_depth",
+    "annotate", "annotate_frames", "camera_accuracy", "find_sources", "read_clips", "scale_from_camera_height", "scale_from_depth",
+    "trajectory_errors",
 ]

@@ -102,7 +102,7 @@ def _report(name: str, clip: SourceClip, segment: Segment) -> dict[str, Any]:
         "name": name,
         "accepted": segment.accepted,
         "reasons": segment.reasons,
-        "frames": [segment.start, segment.stop],
+        "frame_range": [segment.start, segment.stop],
         "timestamps_us": [int(clip.timestamps_us[segment.start]), int(clip.timestamps_us[segment.stop - 1])],
         "intrinsics_px": segment.intrinsics,
         "image_size": list(clip.frames.shape[1:3]),

@@ -75,23 +75,39 @@ def interpolate_poses(c2w: np.ndarray, registered: np.ndarray) -> np.ndarray:
     return out
 
 
-def parallax_deg(rec: Reconstruction, frames: np.ndarray | None = None) -> float:
-    """Median over sparse points of the angle between the rays from the first and the last frame
-    that saw each point (within ``frames``): near zero when the camera only turns."""
+def _rays(rec: Reconstruction, obs: np.ndarray) -> np.ndarray:
+    """Unit camera-frame viewing rays (K, 3) of observations."""
+    fx, fy, cx, cy = rec.intrinsics
+    uv = rec.obs_uv[obs]
+    rays = np.stack([(uv[:, 0] - cx) / fx, (uv[:, 1] - cy) / fy, np.ones(len(obs))], axis=1)
+    return rays / np.linalg.norm(rays, axis=1, keepdims=True)
+
+
+def parallax_deg(rec: Reconstruction, frames: np.ndarray | None = None, min_shared: int = 20) -> float:
+    """How much of the image motion no rotation explains, in degrees: for each frame, the farthest
+    later frame sharing ``min_shared`` points; the rotation that best maps the first frame's viewing
+    rays of those points onto the second's (least squares, Kabsch); the median angle left between
+    them. The median over frames is returned (0 if no pair qualifies).
+
+    This uses the 2D observations alone, not the estimated poses or points: a camera that only turns
+    leaves nothing but noise, even where the estimator triangulated points and translations anyway.
+    """
     keep = np.ones(len(rec.obs_frame), dtype=bool) if frames is None else frames[rec.obs_frame]
-    f, p = rec.obs_frame[keep], rec.obs_point[keep]
-    if not len(f):
-        return 0.0
-    m = len(rec.points)
-    first = np.full(m, np.iinfo(np.int64).max)
-    last = np.full(m, -1)
-    np.minimum.at(first, p, f)
-    np.maximum.at(last, p, f)
-    seen = np.flatnonzero(last > first)
-    if not len(seen):
-        return 0.0
-    x = rec.points[seen]
-    a = x - rec.c2w[first[seen], :3, 3]
-    b = x - rec.c2w[last[seen], :3, 3]
-    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-    return float(np.degrees(np.median(np.arccos(np.clip(cos, -1, 1)))))
+    by_frame: dict[int, dict[int, int]] = {}
+    for k in np.flatnonzero(keep):
+        by_frame.setdefault(int(rec.obs_frame[k]), {})[int(rec.obs_point[k])] = int(k)
+    order = sorted(by_frame)
+    residuals = []
+    for a, i in enumerate(order):
+        for j in reversed(order[a + 1 :]):
+            shared = by_frame[i].keys() & by_frame[j].keys()
+            if len(shared) < min_shared:
+                continue
+            x = _rays(rec, np.array([by_frame[i][p] for p in shared]))
+            y = _rays(rec, np.array([by_frame[j][p] for p in shared]))
+            u, _, vt = np.linalg.svd(y.T @ x)
+            r = u @ np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))]) @ vt  # argmin sum |R x - y|
+            cos = ((x @ r.T) * y).sum(1)
+            residuals.append(np.degrees(np.median(np.arccos(np.clip(cos, -1, 1)))))
+            break
+    return float(np.median(residuals)) if residuals else 0.0
