@@ -7,6 +7,7 @@ Small frames (128 x 128) keep COLMAP to about two seconds a clip; benchmarks/ann
 the same at 256 x 256."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -250,3 +251,20 @@ def test_alignment_and_camera_accuracy_on_exact_copies():
     assert abs(camera_accuracy(noisy, truth)["rot_err_deg"] - 5 * 2.0) < 1e-6
     with pytest.raises(ValueError, match="same N"):
         camera_accuracy(est[:3], truth)
+
+
+def test_benchmark_writes_table_and_json(tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "annotate.json"
+    run = subprocess.run([sys.executable, str(root / "benchmarks" / "annotate.py"), "--size", "128", "--clips", "1", "--frames", "24",
+                          "--out", str(out)], cwd=root, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr
+    assert "frames/s per stage" in run.stdout
+    data = json.loads(out.read_text())
+    assert {r["clip"] for r in data["rows"]} >= {"turn", "flat"}
+    assert not any(r["accepted"] for r in data["rows"] if r["clip"] in ("turn", "flat"))
+    assert data["frames_per_second"]["features"] > 0

@@ -40,9 +40,10 @@ class ColmapOptions:
     peak_threshold: float = 0.003
     overlap: int = 10  # each frame is matched with this many next ones (and quadratically farther ones)
     # The first pair of frames must share this many inliers and see them at this angle (degrees).
-    # COLMAP's 100 and 16 suit photo collections; video frames are close together.
-    init_min_num_inliers: int = 50
-    init_min_tri_angle: float = 4.0
+    # COLMAP's 16 degrees suits photo collections; video frames are close together. 4 degrees let a
+    # procedural walk start from a poor pair (6 degrees of rotation error), 8 did not (benchmarks/annotate.py).
+    init_min_num_inliers: int = 100
+    init_min_tri_angle: float = 8.0
     abs_pose_min_num_inliers: int = 20  # correspondences to register a further frame
     min_model_size: int = 5  # smaller models are dropped
     num_threads: int = 1
