@@ -158,13 +158,17 @@ def file_cases(tmp: Path) -> list[tuple[str, Callable, str]]:
     clips = generate_clips(tmp / "clips", clips=2, frames=5, size=(16, 16), seed=0, clips_per_shard=2, progress=False)
     cases = []
 
-    def damaged_world(name: str, edit: Callable[[Path], None]) -> Callable[[], object]:
+    def damaged(src: Path, edit: Callable[[Path], None], read: Callable[[Path], object]) -> Callable[[], object]:
+        """Read a copy of ``src`` after ``edit`` damaged it."""
         def run():
-            folder = tmp / f"w-{len(list(tmp.iterdir()))}"
-            shutil.copytree(world, folder)
+            folder = tmp / f"copy-{len(list(tmp.iterdir()))}"
+            shutil.copytree(src, folder)
             edit(folder)
-            return load_world(folder)
+            return read(folder)
         return run
+
+    def damaged_world(name: str, edit: Callable[[Path], None]) -> Callable[[], object]:
+        return damaged(world, edit, load_world)
 
     info = json.loads((world / "world.json").read_text())
     for field, value in (("height", -32), ("height", "32"), ("width", 0), ("fps", 0), ("fps", "fast"), ("fov_deg", 200), ("size", "huge"),
@@ -183,13 +187,8 @@ def file_cases(tmp: Path) -> list[tuple[str, Callable, str]]:
         ("model file not safetensors", lambda: load_model(_write(tmp / "junk.safetensors", b"junk")), "junk.safetensors"),
     ]
 
-    def damaged_clips(edit: Callable[[Path], None], read: Callable[[Path], object] = lambda f: ClipDataset(f)[1]) -> Callable[[], object]:
-        def run():
-            folder = tmp / f"c-{len(list(tmp.iterdir()))}"
-            shutil.copytree(clips, folder)
-            edit(folder)
-            return read(folder)
-        return run
+    def damaged_clips(edit: Callable[[Path], None]) -> Callable[[], object]:
+        return damaged(clips, edit, lambda f: ClipDataset(f)[1])
 
     index = json.loads((clips / "index.json").read_text())
     for field, value in (("frames", 0), ("height", "16"), ("num_clips", 9), ("shards", "all"), ("complete", "yes"), ("format", "mp4")):

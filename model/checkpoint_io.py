@@ -3,7 +3,6 @@ or sharded) and official ``.pth`` / ``.safetensors`` state dicts."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -12,6 +11,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from .config import DiTConfig
+from .jsonfile import read_json_object
 
 Tensor = torch.Tensor
 
@@ -31,16 +31,6 @@ _IGNORED_FIELDS = ("_class_name", "_diffusers_version", "init_cam_from_base", "f
                    "learn_sigma", "mixed_precision", "chunk_plucker_post_attn_blocks", "_name_or_path")
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not readable as JSON ({e})") from e
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: must hold a JSON object, got {type(raw).__name__}")
-    return raw
-
-
 def _load_safetensors(path: Path) -> dict[str, Tensor]:
     try:
         return load_file(str(path))
@@ -53,7 +43,7 @@ def reference_config(path: str | Path) -> DiTConfig:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no config.json; pass config= for a bare state dict")
-    raw = _read_json(path)
+    raw = read_json_object(path)
     unknown = sorted(set(raw) - set(_SHARED_FIELDS) - set(_FIXED_FIELDS) - set(_IGNORED_FIELDS))
     if unknown:
         raise ValueError(f"{path}: unknown config field(s) {unknown}")
@@ -79,7 +69,7 @@ def load_state_dict(path: str | Path) -> dict[str, Tensor]:
         if single.exists():
             return _load_safetensors(single)
         if index.exists():
-            weight_map = _read_json(index).get("weight_map")
+            weight_map = read_json_object(index).get("weight_map")
             if not isinstance(weight_map, dict) or not all(isinstance(f, str) for f in weight_map.values()):
                 raise ValueError(f"{index}: needs a 'weight_map' of parameter name -> shard file")
             state: dict[str, Tensor] = {}

@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 
 from .atomic import write_text_atomic
 from .camera import read_re10k_cameras
+from .jsonfile import read_json_object
 
 FORMAT, VERSION = "sanawm-clips", 1
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -46,13 +47,9 @@ _INDEX_FIELDS = {"frames": int, "height": int, "width": int, "fps": (int, float)
 
 def read_clip_index(path: Path) -> dict[str, Any]:
     """The ``index.json`` of a clip folder, checked field by field; errors name the file and the field."""
-    try:
-        index = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not readable as JSON ({error})") from error
-    if not isinstance(index, dict) or index.get("format") != FORMAT or index.get("version") != VERSION:
-        found = (index.get("format"), index.get("version")) if isinstance(index, dict) else type(index).__name__
-        raise ValueError(f"{path}: not a {FORMAT} v{VERSION} index (found {found!r})")
+    index = read_json_object(path)
+    if index.get("format") != FORMAT or index.get("version") != VERSION:
+        raise ValueError(f"{path}: not a {FORMAT} v{VERSION} index (found {(index.get('format'), index.get('version'))!r})")
     for key, kind in _INDEX_FIELDS.items():
         if not isinstance(index.get(key), kind) or (kind is int and isinstance(index[key], bool)):
             raise ValueError(f"{path}: field {key!r} must be {getattr(kind, '__name__', 'a number')}, got {index.get(key)!r}")

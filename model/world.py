@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 
 from .checkpoint import load_model, save_model
+from .jsonfile import read_json_object
 from .dit import SanaWMDiT
 from .refiner import SanaWMRefiner
 from .sizes import WORLD_SIZES, world_size
@@ -92,12 +93,7 @@ def save_world(path: str | Path, world: WorldModel) -> Path:
 
 def read_world_info(path: Path) -> WorldInfo:
     """The ``world.json`` at ``path``, checked field by field; errors name the file and the field."""
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not readable as JSON ({e})") from e
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: must hold a JSON object, got {type(raw).__name__}")
+    raw = read_json_object(path)
     accepted = {f.name for f in fields(WorldInfo)}
     unknown = sorted(set(raw) - accepted)
     if unknown:
