@@ -13,7 +13,8 @@ from model.video import write_video
 
 from .scores import WORLDS
 
-HEADERS = {"repeat_first": "repeat first frame (lower)", "world": "world", "ground_truth": "ground truth (upper)"}
+HEADERS = {"repeat_first": "repeat first frame (lower)", "world": "world", "autoencoder": "VAE on the truth (ceiling)",
+           "ground_truth": "ground truth (upper)"}
 # (key, label, kind): "db" and "ssim" are scores, "db_gap" and "ssim_gap" differences of two scores.
 ROWS = (
     ("fidelity_psnr", "fidelity PSNR (dB)", "db"),
@@ -89,7 +90,7 @@ def plot_curves(path: Path, split: str, curves: dict[str, Any], cap: float) -> P
     fig, axes = plt.subplots(1, 3 if revisit else 2, figsize=(15 if revisit else 10, 3.8))
     t = np.asarray(curves["time_s"])
     styles = {"world": ("tab:blue", "world"), "repeat_first": ("0.5", "repeat first frame"),
-              "ground_truth": ("tab:green", "ground truth")}
+              "autoencoder": ("tab:orange", "VAE on the truth"), "ground_truth": ("tab:green", "ground truth")}
     for ax, metric, unit in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ssim", "SSIM")):
         shown = []
         for w, (color, label) in styles.items():

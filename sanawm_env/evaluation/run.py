@@ -11,9 +11,11 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from model.atomic import write_text_atomic
+from model.video import to_uint8
 from model.world import DEFAULT_WORLD, WorldModel, default_world, load_world
 
 from .config import EvalConfig
@@ -60,6 +62,16 @@ def _roll(env: gym.Env, reset_seed: int, scene: int, actions: np.ndarray, bar: t
     return np.concatenate(frames), np.concatenate(poses), collisions
 
 
+@torch.inference_mode()
+def autoencode(vae: torch.nn.Module, frames: np.ndarray) -> np.ndarray:
+    """``frames`` (F, H, W, 3) uint8 encoded and decoded whole by ``vae`` (F = 1 + a multiple of its
+    temporal stride, as every rollout is), in the precision and on the device of its weights."""
+    weight = next(vae.parameters())
+    video = torch.from_numpy(frames).to(weight.device).permute(3, 0, 1, 2)[None].to(weight.dtype) / 127.5 - 1  # (1, 3, F, H, W)
+    decoded, _ = vae.decode(vae.encode(video))
+    return to_uint8(decoded)[0]
+
+
 def _mean(values: list[float | None]) -> float | None:
     return None if any(v is None for v in values) else float(np.mean(values))
 
@@ -88,7 +100,8 @@ def _rollout(envs: _Envs, split: str, scene: int, steps: int, seed: int, bar: tq
         raise RuntimeError(f"{split}, scene {scene}: the planned path hit geometry in the ground-truth world "
                            f"({collisions} step(s)), so the two worlds' cameras parted")
     record = {"scene_seed": scene, "reset_seed": reset_seed, "mirror_collisions": mirror_collisions, "actions": actions.tolist()}
-    return Rollout(world=frames, truth=truth, mirror=mirror, fps=envs.fps, palindrome=split == "revisit"), record
+    return Rollout(world=frames, truth=truth, autoencoded=autoencode(envs.learned.unwrapped.worlds.world.vae, truth), mirror=mirror,
+                   fps=envs.fps, palindrome=split == "revisit"), record
 
 
 def _evaluate_split(cfg: EvalConfig, envs: _Envs, split: str, steps: int, bar: tqdm, paths: dict[str, Path]) -> dict[str, Any]:

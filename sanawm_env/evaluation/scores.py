@@ -10,8 +10,9 @@ import numpy as np
 from ..metrics import psnr, ssim
 
 # Table columns, lower bracket first: the ground-truth render's first frame held still, the world under
-# test, and the ground-truth world itself.
-WORLDS = ("repeat_first", "world", "ground_truth")
+# test, the world's own autoencoder on the ground truth (what the world could show at best: it draws
+# its frames through that decoder), and the ground-truth world itself.
+WORLDS = ("repeat_first", "world", "autoencoder", "ground_truth")
 
 
 @dataclass
@@ -20,6 +21,7 @@ class Rollout:
 
     world: np.ndarray  # the learned world's frames
     truth: np.ndarray  # the ground-truth env's frames along the same actions: what the camera should see
+    autoencoded: np.ndarray  # ``truth`` encoded and decoded by the world's VAE
     mirror: np.ndarray  # the ground-truth render along the mirrored-turn path from the same start
     fps: float
     palindrome: bool  # the path comes back through its own poses in reverse (the revisit split)
@@ -50,7 +52,7 @@ def score(rollout: Rollout, cap_db: float, early_seconds: float, degradation_sec
     # The ground-truth world scored against its own frames: exact fidelity by construction, but not
     # exact action following or revisit consistency.
     frames = {"repeat_first": np.broadcast_to(rollout.truth[:1], rollout.truth.shape), "world": rollout.world,
-              "ground_truth": rollout.truth}
+              "autoencoder": rollout.autoencoded, "ground_truth": rollout.truth}
     results = {}
     for name, x in frames.items():
         x = np.ascontiguousarray(x)
