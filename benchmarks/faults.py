@@ -79,7 +79,17 @@ def env_argument_cases() -> list[tuple[str, Callable, str]]:
         ("vector num_envs=0", lambda: SanaWMVectorEnv(num_envs=0, **base), "num_envs"),
         ("vector unknown kwarg", lambda: SanaWMVectorEnv(num_envs=2, colour=1, **base), "colour"),
         ("vector max_episode_steps=0", lambda: SanaWMVectorEnv(num_envs=2, max_episode_steps=0, **base), "max_episode_steps"),
+        ("vector autoreset_mode='Disabled'", lambda: SanaWMVectorEnv(num_envs=2, autoreset_mode="Disabled", **base), "autoreset_mode"),
     ]
+    bad_task_kwargs = {"success_radius": [0, -1, math.nan], "min_distance": [0, math.inf], "max_distance": [-2.0],
+                       "success_reward": [math.nan, "big"], "slack_reward": [math.inf]}
+    for task in ("pointgoal", "imagegoal"):
+        for name, values in bad_task_kwargs.items():
+            for value in values:
+                cases.append((f"SanaWM-GT-v0 {task} {name}={value!r}",
+                              lambda t=task, n=name, v=value: SanaWMGTEnv(height=32, width=32, task=t, task_kwargs={n: v}), name))
+        cases.append((f"SanaWM-v0 {task} min_distance > max_distance",
+                      lambda t=task: SanaWMEnv(**base, task=t, task_kwargs={"min_distance": 5.0, "max_distance": 2.0}), "min_distance"))
     return cases
 
 
@@ -136,6 +146,17 @@ def env_call_cases(tmp: Path) -> list[tuple[str, Callable, str]]:
         ("vector restore a snapshot of another size", lambda: vec.restore_state(0, _reset(SanaWMVectorEnv(num_envs=1, size="tiny", height=48, width=48)).clone_state(0)), "snapshot"),
         ("restore a snapshot of another resolution", lambda: env.restore_state(_reset(SanaWMEnv(size="tiny", height=48, width=48)).clone_state()), "snapshot"),
         ("restore something that is no snapshot", lambda: env.restore_state({"obs": 1}), "snapshot"),
+    ]
+    goal_env, goal_gt = SanaWMEnv(size="tiny", height=32, width=32, task="pointgoal"), SanaWMGTEnv(height=32, width=32, task="imagegoal")
+    goals = {"inside a wall": [wall[0, 3], wall[2, 3]], "outside the scene": [-5.0, 3.0], "NaN": [math.nan, 1.0],
+             "3-D": [1.0, 2.0, 3.0], "a string": "kitchen"}
+    for name, goal in goals.items():
+        cases.append((f"SanaWM-v0 pointgoal goal {name}", lambda g=goal: goal_env.reset(seed=0, options={"scene_seed": 5, "goal": g}), "goal"))
+        cases.append((f"SanaWM-GT-v0 imagegoal goal {name}", lambda g=goal: goal_gt.reset(seed=0, options={"scene_seed": 5, "goal": g}), "goal"))
+    cases += [
+        ("SanaWM-v0 pointgoal from a user image (no floor plan)", lambda: goal_env.reset(seed=0, options={"image": image}), "scene_seed"),
+        ("SanaWM-GT-v0 pointgoal no goal that far", lambda: SanaWMGTEnv(height=32, width=32, task="pointgoal",
+                                                                        task_kwargs={"min_distance": 80.0, "max_distance": 90.0}).reset(seed=0), "min_distance"),
     ]
     return cases
 

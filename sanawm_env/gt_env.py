@@ -16,7 +16,7 @@ from .common import (CAMERA_RADIUS, RENDER_FPS, action_space, check_action, chec
                      check_positive_int, check_scene_seed, observation_space)
 from .render import render
 from .scene import Scene, SceneConfig, generate_scene
-from .tasks import make_task
+from .tasks import TaskContext, make_task, task_observation, task_observation_space
 from .trajectories import move_camera
 
 RESET_OPTIONS = ("scene_seed", "pose")
@@ -47,19 +47,29 @@ class SanaWMGTEnv(gym.Env[np.ndarray, np.ndarray]):
     | 5 | dyaw, turn right (rad) | -1 | 1 | ``max_rotation`` |
 
     ## Observation Space
-    ``Box(0, 255, (height, width, 3), uint8)``: the RGB image of the step's last raw frame.
+    ``Box(0, 255, (height, width, 3), uint8)``: the RGB image of the step's last raw frame. Tasks with
+    fields of their own make it a ``Dict`` of ``image`` and those fields:
+
+    | Task | Key | Space |
+    |------|-----|-------|
+    | ``pointgoal`` | ``pointgoal`` | ``Box([0, -pi], [inf, pi], (2,), float32)``: distance (m) and angle to turn right (rad) to the goal |
+    | ``imagegoal`` | ``imagegoal`` | ``Box(0, 255, (height, width, 3), uint8)``: the view from the goal |
 
     ## Rewards
     From the task (``task=``): ``"explore"`` (default) gives +1 for every 1 m floor cell entered for
-    the first time in the episode and -0.1 for a step that bumps into geometry; ``"free"`` gives 0.
+    the first time in the episode and -0.1 for a step that bumps into geometry; ``"free"`` gives 0;
+    ``"pointgoal"`` and ``"imagegoal"`` give the decrease of the shortest-path distance to the goal,
+    -0.01 a step and +2.5 on arrival (see ``sanawm_env.tasks.PointGoal``).
 
     ## Starting State
     A level camera at eye height (1.5 m) at a random free spot of a random room, facing a random
     direction, in the world of ``options["scene_seed"]`` (drawn from the env's generator if absent),
-    or at ``options["pose"]`` (a 4x4 camera-to-world matrix) if given.
+    or at ``options["pose"]`` (a 4x4 camera-to-world matrix) if given. Navigation tasks draw their goal
+    from the env's generator too, or take ``options["goal"]``, a floor position (x, z) in metres.
 
     ## Episode End
-    Termination: never with the built-in tasks (the camera cannot leave the world).
+    Termination: on reaching the goal in ``pointgoal`` and ``imagegoal``; never in ``explore`` and
+    ``free`` (the camera cannot leave the world).
     Truncation: by the time limit given at registration, 80 steps (60 s of video at 16 fps with the
     default 12 frames per step).
 
@@ -127,7 +137,7 @@ class SanaWMGTEnv(gym.Env[np.ndarray, np.ndarray]):
         self.task = make_task(task, **(task_kwargs or {}))
 
         self.action_space = action_space()
-        self.observation_space = observation_space(self.height, self.width)
+        self.observation_space = task_observation_space(self.task, observation_space(self.height, self.width))
 
         self.scene: Scene | None = None
         self._pose: np.ndarray | None = None  # (4, 4) float64 camera-to-world
@@ -138,7 +148,7 @@ class SanaWMGTEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        options = check_options(options, RESET_OPTIONS)
+        options = check_options(options, RESET_OPTIONS + self.task.reset_options)
         scene_seed = options.get("scene_seed")
         scene_seed = int(self.np_random.integers(2**31)) if scene_seed is None else check_scene_seed(scene_seed)
         if self.scene is None or self.scene.seed != scene_seed:
@@ -152,8 +162,10 @@ class SanaWMGTEnv(gym.Env[np.ndarray, np.ndarray]):
         frames = self._render(pose[None])
         self._obs = frames[0][-1]
         info = self._info(pose[None], frames, collision=False)
-        info.update(self.task.reset(pose))
-        return self._obs.copy(), info
+        context = TaskContext(self.scene, self.np_random, lambda p: self._render(p[None])[0][0], self.height, self.width,
+                              self.camera_radius, options.get("goal"))
+        info.update(self.task.reset(pose, context))
+        return task_observation(self.task, self._obs), info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self._pose is None:
@@ -167,7 +179,7 @@ class SanaWMGTEnv(gym.Env[np.ndarray, np.ndarray]):
         reward, terminated, task_info = self.task.step(poses, collision)
         info = self._info(poses, frames, collision)
         info.update(task_info)
-        return self._obs.copy(), reward, terminated, False, info
+        return task_observation(self.task, self._obs), reward, terminated, False, info
 
     def render(self) -> np.ndarray | None:
         if self.render_mode is None:

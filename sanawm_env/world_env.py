@@ -20,8 +20,8 @@ from model.world import WorldModel, default_world, load_world
 from .common import (CAMERA_RADIUS, RENDER_FPS, action_space, check_action, check_device, check_fov, check_nonnegative_int, check_options,
                      check_pose, check_pose_in_scene, check_positive_float, check_positive_int, check_scene_seed, observation_space)
 from .render import render
-from .scene import generate_scene
-from .tasks import make_task
+from .scene import Scene, generate_scene
+from .tasks import TaskContext, make_task, task_observation, task_observation_space
 
 RESET_OPTIONS = ("image", "prompt", "scene_seed", "pose", "resize")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -73,8 +73,8 @@ class _WorldEnvBase:
         self._steps = [0] * num
         self.timings = timings
 
-    def _first_frame(self, rng: np.random.Generator, options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, int | None]:
-        """The first image, the camera pose it is seen from, and the scene seed (None for a user image)."""
+    def _first_frame(self, rng: np.random.Generator, options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, Scene | None]:
+        """The first image, the camera pose it is seen from, and the procedural scene (None for a user image)."""
         image = options.get("image")
         if image is not None:
             image = self._check_image(image, bool(options.get("resize", False)))
@@ -84,9 +84,12 @@ class _WorldEnvBase:
         seed = int(rng.integers(2**31)) if seed is None else check_scene_seed(seed)
         scene = generate_scene(seed)
         pose = check_pose_in_scene(options["pose"], scene) if options.get("pose") is not None else scene.spawn_pose(rng, CAMERA_RADIUS).numpy()
+        return self._render_true(scene, pose), pose, scene
+
+    def _render_true(self, scene: Scene, pose: np.ndarray) -> np.ndarray:
+        """The procedural ground truth's RGB (H, W, 3) uint8 of ``scene`` seen from camera-to-world ``pose``."""
         k = self.worlds.intrinsics.double()
-        rgb = render(scene, torch.from_numpy(pose)[None], k, self.height, self.width).rgb[0].numpy()
-        return rgb, pose, seed
+        return render(scene, torch.from_numpy(pose)[None], k, self.height, self.width).rgb[0].numpy()
 
     def _check_image(self, image: Any, resize: bool) -> np.ndarray:
         image = np.asarray(image)
@@ -102,18 +105,20 @@ class _WorldEnvBase:
         return np.ascontiguousarray(image)
 
     def _reset_world(self, i: int, rng: np.random.Generator, options: dict[str, Any] | None) -> dict[str, Any]:
-        options = check_options(options, RESET_OPTIONS)
+        options = check_options(options, RESET_OPTIONS + self.tasks[i].reset_options)
         if options.get("prompt") is not None:
             raise ValueError("options['prompt']: this world has no text encoder; it generates from images alone")
-        image, pose, seed = self._first_frame(rng, options)
+        image, pose, scene = self._first_frame(rng, options)
         with torch.inference_mode(), self.thread_policy.scope():
             self.worlds.start(i, image, pose, rng)
         self._obs[i] = image
         self._steps[i] = 0
         info = {"pose": pose.astype(np.float32), "poses": pose[None].astype(np.float32), "frames": image[None],
-                "collision": False, "refined": False, "scene_seed": -1 if seed is None else seed, "step": 0,
+                "collision": False, "refined": False, "scene_seed": -1 if scene is None else scene.seed, "step": 0,
                 "intrinsics": self.worlds.intrinsics.numpy().copy()}
-        info.update(self.tasks[i].reset(pose))
+        render_true = None if scene is None else (lambda p: self._render_true(scene, p))
+        context = TaskContext(scene, rng, render_true, self.height, self.width, CAMERA_RADIUS, options.get("goal"))
+        info.update(self.tasks[i].reset(pose, context))
         return info
 
     def _camera_path(self, start: np.ndarray, delta: np.ndarray) -> np.ndarray:
@@ -143,8 +148,11 @@ class _WorldEnvBase:
             if self.timings:
                 info["seconds"] = out.seconds
             info.update(task_info)
-            results.append((self._obs[i].copy(), float(reward), bool(terminated), info))
+            results.append((self._observation(i), float(reward), bool(terminated), info))
         return results
+
+    def _observation(self, i: int) -> np.ndarray | dict[str, np.ndarray]:
+        return task_observation(self.tasks[i], self._obs[i])
 
     def _identity(self) -> dict[str, Any]:
         """What a snapshot's state must match: its tensors are shaped and typed by these."""
@@ -227,12 +235,12 @@ class SanaWMEnv(_WorldEnvBase, gym.Env[np.ndarray, np.ndarray]):
         self._setup(1, checkpoint, size, height, width, device, dtype, steps, window, refine_every, refine_window,
                     max_translation, max_rotation, fov_deg, task, task_kwargs, timings, threads)
         self.action_space = action_space()
-        self.observation_space = observation_space(height, width)
+        self.observation_space = task_observation_space(self.tasks[0], observation_space(height, width))
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         info = self._reset_world(0, self.np_random, options)
-        return self._obs[0].copy(), info
+        return self._observation(0), info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self._obs[0] is None:
@@ -247,6 +255,11 @@ class SanaWMEnv(_WorldEnvBase, gym.Env[np.ndarray, np.ndarray]):
         if self._obs[0] is None:
             raise ResetNeeded("call reset() before render()")
         return self._obs[0].copy()
+
+    @property
+    def task(self) -> Any:
+        """The episode's task (``sanawm_env.tasks``), as ``SanaWMGTEnv.task``."""
+        return self.tasks[0]
 
     def clone_state(self) -> dict[str, Any]:
         """A snapshot of the world (model state, decoder cache, pose, random generator, task). Under
@@ -264,17 +277,27 @@ class SanaWMEnv(_WorldEnvBase, gym.Env[np.ndarray, np.ndarray]):
 class SanaWMVectorEnv(_WorldEnvBase, gym.vector.VectorEnv):
     """``num_envs`` learned worlds stepped in one batched forward (``gym.make_vec("SanaWM-v0", num_envs=N)``).
 
-    Autoreset follows Gymnasium's next-step mode: the step after a world ends resets it (its
-    observation is the new first frame, reward 0). In such a step, when worlds that step and worlds
-    that reset differ in their ``frames`` and ``poses`` (a step's raw frames against one), those
-    info keys are object arrays of each world's own array. Keyword arguments as ``SanaWMEnv``, plus
+    Autoreset follows Gymnasium's next-step mode by default: the step after a world ends resets it
+    (its observation is the new first frame, reward 0). With ``autoreset_mode=AutoresetMode.SAME_STEP`` a world
+    that ends is reset within the step that ended it, as Gymnasium's ``SyncVectorEnv`` does in that
+    mode: the observation is the new first frame, and ``info["final_obs"]`` / ``info["final_info"]``
+    (masked by ``_final_obs`` / ``_final_info``) hold the last observation and info of the episode
+    (the convention of SB3, see ``sanawm_env.sb3``). When worlds that step and worlds that reset
+    differ in their ``frames`` and ``poses`` (a step's raw frames against one), those info keys are
+    object arrays of each world's own array. Keyword arguments as ``SanaWMEnv``, plus
     ``max_episode_steps`` for the per-world time limit.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": RENDER_FPS, "autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
 
-    def __init__(self, num_envs: int = 1, max_episode_steps: int | None = 80, render_mode: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, num_envs: int = 1, max_episode_steps: int | None = 80, render_mode: str | None = None,
+                 autoreset_mode: str | gym.vector.AutoresetMode = gym.vector.AutoresetMode.NEXT_STEP, **kwargs: Any) -> None:
         check_positive_int("num_envs", num_envs)
+        modes = (gym.vector.AutoresetMode.NEXT_STEP, gym.vector.AutoresetMode.SAME_STEP)
+        if autoreset_mode not in modes and autoreset_mode not in [m.value for m in modes]:
+            raise ValueError(f"autoreset_mode must be one of {[m.value for m in modes]}, got {autoreset_mode!r}")
+        self.autoreset_mode = gym.vector.AutoresetMode(autoreset_mode)
+        self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
         self.num_envs = num_envs
         self.render_mode = render_mode
         if max_episode_steps is not None:
@@ -289,7 +312,7 @@ class SanaWMVectorEnv(_WorldEnvBase, gym.vector.VectorEnv):
         defaults.update(kwargs)
         self._setup(num_envs, **defaults)
         self.single_action_space = action_space()
-        self.single_observation_space = observation_space(defaults["height"], defaults["width"])
+        self.single_observation_space = task_observation_space(self.tasks[0], observation_space(defaults["height"], defaults["width"]))
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self._rngs: list[np.random.Generator] = [np.random.default_rng() for _ in range(num_envs)]
@@ -304,7 +327,7 @@ class SanaWMVectorEnv(_WorldEnvBase, gym.vector.VectorEnv):
             self._rngs[i], _ = gym.utils.seeding.np_random(s)
             infos.append(self._reset_world(i, self._rngs[i], options))
         self._needs_reset[:] = False
-        return np.stack([o.copy() for o in self._obs]), self._merge(infos)
+        return self._observations(), self._merge(infos)
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         if any(o is None for o in self._obs):
@@ -324,8 +347,20 @@ class SanaWMVectorEnv(_WorldEnvBase, gym.vector.VectorEnv):
             for i, (_, reward, term, info) in zip(stepping, self._step_worlds(stepping, actions[stepping])):
                 rewards[i], terminated[i], infos[i] = reward, term, info
                 truncated[i] = self.max_episode_steps is not None and self._steps[i] >= self.max_episode_steps
-        self._needs_reset[:] = terminated | truncated
-        return np.stack([o.copy() for o in self._obs]), rewards, terminated, truncated, self._merge(infos)
+        if self.autoreset_mode == gym.vector.AutoresetMode.SAME_STEP:
+            for i in np.flatnonzero(terminated | truncated):
+                final = {"final_obs": self._observation(i), "final_info": infos[i]}
+                infos[i] = {**self._reset_world(i, self._rngs[i], None), **final}
+        else:
+            self._needs_reset[:] = terminated | truncated
+        return self._observations(), rewards, terminated, truncated, self._merge(infos)
+
+    def _observations(self) -> np.ndarray | dict[str, np.ndarray]:
+        """The worlds' observations stacked (per key for a ``Dict`` observation)."""
+        observations = [self._observation(i) for i in range(self.num_envs)]
+        if isinstance(observations[0], dict):
+            return {key: np.stack([o[key] for o in observations]) for key in observations[0]}
+        return np.stack(observations)
 
     def _merge(self, infos: list[dict[str, Any]]) -> dict[str, Any]:
         """Gymnasium's merge: ``key`` stacked over the worlds, ``_key`` the mask of those that have it.
