@@ -1,0 +1,116 @@
+"""Evaluate a policy on a SanaWM task, in the learned world or the ground truth.
+
+    python -m agents.evaluate                                              # the scripted expert on pointgoal
+    python -m agents.evaluate policy=random episodes=50
+    python -m agents.evaluate policy=runs/agents/<run>/model.zip env=SanaWM-GT-v0
+
+Policies (``agents.policies``): ``random``, ``expert`` (steers by the known pose along the floor
+grid's shortest path) or the path of a PPO ``model.zip`` from ``agents.train_ppo`` (refused with
+both spaces named if it was trained on another observation space). Episode ``k`` resets with
+``seed + k``, so every policy meets the same starts and goals. A run folder
+``<out>/<env>__<task>__<exp_name>__<seed>__<time>/`` holds ``episodes.csv`` (one row per episode:
+return, length, success, SPL, shortest path and walked length), ``summary.json`` (success rate, SPL,
+mean return, with the config) and ``videos/`` of the first ``video_episodes`` episodes, recorded by
+Gymnasium's ``RecordVideo``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from .policies import GoalExpert, PPOPolicy, RandomPolicy
+from .runs import check_common, compose, run_folder
+
+COLUMNS = ("episode", "seed", "scene_seed", "return", "length", "success", "spl", "shortest_path", "walked")
+
+
+@dataclass
+class EvaluateConfig:
+    """Schema of ``configs/agents/evaluate.yaml`` (its notes say what each knob does)."""
+
+    env: str = "SanaWM-GT-v0"
+    task: str = "pointgoal"
+    task_kwargs: dict[str, Any] = field(default_factory=dict)
+    policy: str = "expert"
+    exp_name: str = "eval"
+    seed: int = 0
+    episodes: int = 10
+    max_episode_steps: int = 80
+    video_episodes: int = 1
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+    out: str = "runs/agents"
+
+    def __post_init__(self) -> None:
+        check_common(self.env, self.seed, {"episodes": self.episodes, "max_episode_steps": self.max_episode_steps})
+        if self.video_episodes < 0:
+            raise ValueError(f"video_episodes must be >= 0, got {self.video_episodes}")
+
+
+def make_policy(name: str, seed: int, device: str = "cpu") -> Any:
+    """``random``, ``expert`` or the path of a PPO ``model.zip``."""
+    if name == "random":
+        return RandomPolicy(seed)
+    if name == "expert":
+        return GoalExpert()
+    if not name.endswith(".zip"):
+        raise ValueError(f"policy must be 'random', 'expert' or the path of a PPO model.zip, got {name!r}")
+    return PPOPolicy(name, device)
+
+
+def run_episode(env: gym.Env, policy: Any, seed: int) -> dict[str, Any]:
+    """One episode of ``policy`` in ``env`` from ``reset(seed=seed)``: its row of ``episodes.csv``."""
+    obs, info = env.reset(seed=seed)
+    policy.reset(env)
+    total, length, scene_seed = 0.0, 0, info["scene_seed"]
+    while True:
+        obs, reward, terminated, truncated, info = env.step(policy(obs, info))
+        total, length = total + float(reward), length + 1
+        if terminated or truncated:
+            break
+    task = env.unwrapped.task
+    return {"seed": seed, "scene_seed": scene_seed, "return": total, "length": length, "success": bool(info.get("success", False)),
+            "spl": float(info.get("spl", 0.0)), "shortest_path": getattr(task, "shortest", None), "walked": getattr(task, "walked", None)}
+
+
+def evaluate(cfg: EvaluateConfig) -> Path:
+    """Run the episodes and write the results; returns the run folder."""
+    import sanawm_env  # noqa: F401  (registers the environments)
+
+    policy = make_policy(cfg.policy, cfg.seed, cfg.device)
+    env = gym.make(cfg.env, task=cfg.task, task_kwargs=cfg.task_kwargs, max_episode_steps=cfg.max_episode_steps,
+                   render_mode="rgb_array", **cfg.env_kwargs)
+    folder = run_folder(cfg.out, cfg.env, cfg.task, cfg.exp_name, cfg.seed, cfg)
+    if cfg.video_episodes:
+        env = gym.wrappers.RecordVideo(env, str(folder / "videos"), episode_trigger=lambda k: k < cfg.video_episodes,
+                                       name_prefix=Path(cfg.policy).stem, disable_logger=True)
+    rows = [{"episode": k, **run_episode(env, policy, cfg.seed + k)} for k in range(cfg.episodes)]
+    env.close()
+    with open(folder / "episodes.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    summary = {"run": folder.name, "episodes": len(rows), "success_rate": float(np.mean([r["success"] for r in rows])),
+               "spl": float(np.mean([r["spl"] for r in rows])), "return": float(np.mean([r["return"] for r in rows])),
+               "length": float(np.mean([r["length"] for r in rows])), "config": asdict(cfg)}
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2))
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sanawm.errors import run_reporting
+
+    overrides = sys.argv[1:] if argv is None else argv
+    return run_reporting("evaluate", lambda: print(evaluate(compose("evaluate", EvaluateConfig, overrides))))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
