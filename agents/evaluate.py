@@ -5,7 +5,8 @@
     python -m agents.evaluate policy=runs/agents/<run>/model.zip env=SanaWM-GT-v0
 
 Policies (``agents.policies``): ``random``, ``expert`` (steers by the known pose along the floor
-grid's shortest path) or the path of a PPO ``model.zip`` from ``agents.train_ppo`` (refused with
+grid's shortest path), ``planner`` (``agents.planning``: CEM or MPPI in forks of the world, its
+arguments under ``planner``, e.g. ``+planner.method=mppi``; its time per step is reported) or the path of a PPO ``model.zip`` from ``agents.train_ppo`` (refused with
 both spaces named if it was trained on another observation space). Episode ``k`` resets with
 ``seed + k``, so every policy meets the same starts and goals. A run folder
 ``<out>/<env>__<task>__<exp_name>__<seed>__<time>/`` holds ``episodes.csv`` (one row per episode:
@@ -26,10 +27,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from .planning import Planner
 from .policies import GoalExpert, PPOPolicy, RandomPolicy
 from .runs import check_common, compose, run_folder
 
-COLUMNS = ("episode", "seed", "scene_seed", "return", "length", "success", "spl", "shortest_path", "walked")
+COLUMNS = ("episode", "seed", "scene_seed", "return", "length", "success", "spl", "shortest_path", "walked", "planning_seconds_per_step")
 
 
 @dataclass
@@ -40,6 +42,7 @@ class EvaluateConfig:
     task: str = "pointgoal"
     task_kwargs: dict[str, Any] = field(default_factory=dict)
     policy: str = "expert"
+    planner: dict[str, Any] = field(default_factory=dict)
     exp_name: str = "eval"
     seed: int = 0
     episodes: int = 10
@@ -55,14 +58,16 @@ class EvaluateConfig:
             raise ValueError(f"video_episodes must be >= 0, got {self.video_episodes}")
 
 
-def make_policy(name: str, seed: int, device: str = "cpu") -> Any:
-    """``random``, ``expert`` or the path of a PPO ``model.zip``."""
+def make_policy(name: str, seed: int, device: str = "cpu", planner: dict[str, Any] | None = None) -> Any:
+    """``random``, ``expert``, ``planner`` (``agents.planning.Planner(**planner)``) or the path of a PPO ``model.zip``."""
     if name == "random":
         return RandomPolicy(seed)
     if name == "expert":
         return GoalExpert()
+    if name == "planner":
+        return Planner(seed=seed, **(planner or {}))
     if not name.endswith(".zip"):
-        raise ValueError(f"policy must be 'random', 'expert' or the path of a PPO model.zip, got {name!r}")
+        raise ValueError(f"policy must be 'random', 'expert', 'planner' or the path of a PPO model.zip, got {name!r}")
     return PPOPolicy(name, device)
 
 
@@ -70,22 +75,24 @@ def run_episode(env: gym.Env, policy: Any, seed: int) -> dict[str, Any]:
     """One episode of ``policy`` in ``env`` from ``reset(seed=seed)``: its row of ``episodes.csv``."""
     obs, info = env.reset(seed=seed)
     policy.reset(env)
-    total, length, scene_seed = 0.0, 0, info["scene_seed"]
+    total, length, scene_seed, planning = 0.0, 0, info["scene_seed"], 0.0
     while True:
         obs, reward, terminated, truncated, info = env.step(policy(obs, info))
         total, length = total + float(reward), length + 1
+        planning += getattr(policy, "seconds_per_step", 0.0)
         if terminated or truncated:
             break
     task = env.unwrapped.task
     return {"seed": seed, "scene_seed": scene_seed, "return": total, "length": length, "success": bool(info.get("success", False)),
-            "spl": float(info.get("spl", 0.0)), "shortest_path": getattr(task, "shortest", None), "walked": getattr(task, "walked", None)}
+            "spl": float(info.get("spl", 0.0)), "shortest_path": getattr(task, "shortest", None), "walked": getattr(task, "walked", None),
+            "planning_seconds_per_step": planning / length}
 
 
 def evaluate(cfg: EvaluateConfig) -> Path:
     """Run the episodes and write the results; returns the run folder."""
     import sanawm_env  # noqa: F401  (registers the environments)
 
-    policy = make_policy(cfg.policy, cfg.seed, cfg.device)
+    policy = make_policy(cfg.policy, cfg.seed, cfg.device, cfg.planner)
     env = gym.make(cfg.env, task=cfg.task, task_kwargs=cfg.task_kwargs, max_episode_steps=cfg.max_episode_steps,
                    render_mode="rgb_array", **cfg.env_kwargs)
     folder = run_folder(cfg.out, cfg.env, cfg.task, cfg.exp_name, cfg.seed, cfg)
@@ -100,7 +107,8 @@ def evaluate(cfg: EvaluateConfig) -> Path:
         writer.writerows(rows)
     summary = {"run": folder.name, "episodes": len(rows), "success_rate": float(np.mean([r["success"] for r in rows])),
                "spl": float(np.mean([r["spl"] for r in rows])), "return": float(np.mean([r["return"] for r in rows])),
-               "length": float(np.mean([r["length"] for r in rows])), "config": asdict(cfg)}
+               "length": float(np.mean([r["length"] for r in rows])),
+               "planning_seconds_per_step": float(np.mean([r["planning_seconds_per_step"] for r in rows])), "config": asdict(cfg)}
     (folder / "summary.json").write_text(json.dumps(summary, indent=2))
     return folder
 

@@ -90,3 +90,31 @@ def test_gymnasium_standard_wrappers_work(env_id, kwargs, tmp_path):
         obs, *_ = env.step(env.action_space.sample())
     env.close()
     assert env.observation_space.contains(obs) and list(tmp_path.glob("*.mp4"))
+
+
+@pytest.mark.parametrize("method", ["cem", "mppi"])
+def test_planner_beats_random_on_a_tiny_pointgoal_in_the_true_world(method, tmp_path):
+    common = dict(episodes=2, max_episode_steps=25, video_episodes=0, env_kwargs={"height": 32, "width": 32, "frames_per_step": 4}, out=str(tmp_path))
+    planner = _summary(evaluate(EvaluateConfig(policy="planner", planner={"method": method, "samples": 16}, **common)))
+    random = _summary(evaluate(EvaluateConfig(policy="random", **common)))
+    assert planner["success_rate"] == 1.0 and planner["spl"] > random["spl"] + 0.5
+    assert planner["planning_seconds_per_step"] > 0
+
+
+def test_planner_forks_the_learned_world_without_disturbing_it():
+    from agents.planning import Planner
+
+    kwargs = dict(size="tiny", height=32, width=32, task="pointgoal")
+    env, replay = gym.make("SanaWM-v0", **kwargs), gym.make("SanaWM-v0", **kwargs)
+    planner = Planner("cem", horizon=2, samples=4, iterations=1, seed=0)
+    obs, info = env.reset(seed=0)
+    replay.reset(seed=0)
+    planner.reset(env)
+    assert planner.forks.forks.worlds.world is env.unwrapped.worlds.world  # one model for the env and its forks
+    for _ in range(2):
+        action = planner(obs, info)
+        obs, reward, _, _, info = env.step(action)
+        obs_replay, reward_replay, *_ = replay.step(action)
+        assert np.array_equal(obs["image"], obs_replay["image"]) and reward == reward_replay
+    with pytest.raises(ValueError, match="elites"):
+        Planner(samples=2, elites=4)
