@@ -187,7 +187,8 @@ class SanaWMEnv(_WorldEnvBase, gym.Env[np.ndarray, np.ndarray]):
     ``max_translation`` (m) and ``max_rotation`` (rad) per step and spread over the step's raw frames.
 
     ## Observation Space
-    ``Box(0, 255, (height, width, 3), uint8)``: the last raw frame of the step.
+    ``Box(0, 255, (height, width, 3), uint8)``: the last raw frame of the step; a ``Dict`` of ``image``
+    and the task's fields for ``pointgoal`` and ``imagegoal``, as in ``SanaWM-GT-v0``.
 
     ## Step
     One latent chunk (``model.chunks.CHUNK_FRAMES`` = 3 latent frames) = ``3 * temporal_stride`` raw
@@ -195,7 +196,8 @@ class SanaWMEnv(_WorldEnvBase, gym.Env[np.ndarray, np.ndarray]):
 
     ## Rewards, Episode End
     From the task, as in ``SanaWM-GT-v0`` (``explore`` by default). Truncation at the registered limit
-    (80 steps = 60 s of video); no termination.
+    (80 steps = 60 s of video); termination on reaching the goal of ``pointgoal`` and ``imagegoal``,
+    whose goals need a procedural start (``scene_seed``) and may be given as ``options["goal"]``.
 
     ## Starting State
     ``reset(seed=..., options={...})``: ``image`` (uint8 H x W x 3; resized only with ``resize=True``)
