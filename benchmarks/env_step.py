@@ -3,6 +3,9 @@
     python benchmarks/env_step.py                      # all parts (several minutes on a 2-core CPU)
     python benchmarks/env_step.py --long-steps 100     # a shorter long run
 
+Parts 1 and 3 run the shipped (trained) world, or with ``--world hybrid`` the same architecture
+untrained: the speed does not depend on the weights.
+
 Part 1: steps/s and seconds of video per wall second at num_envs 1, 4, 16 (one batched forward), and
 the floor: the FLOPs of one world's step over this machine's measured matrix rate, the least time a
 world's step can take at any batch size (so the most that batching can gain over num_envs 1).
@@ -40,18 +43,22 @@ def _rss_mb() -> float:
 
 
 def _world(variant: str):
+    """The ``small`` world of ``variant``: ``shipped`` (the trained default world), ``hybrid`` (the same
+    architecture untrained; speed does not depend on the weights) or ``softmax`` (every block softmax)."""
     from model import CausalVideoVAE, SanaWMDiT, dit_config, world_size
-    from model.world import WorldInfo, WorldModel
+    from model.world import DEFAULT_WORLD, WorldInfo, WorldModel, load_world
 
+    if variant == "shipped":
+        return load_world(DEFAULT_WORLD)
     torch.manual_seed(0)
     cfg = dit_config("small", softmax_every_n=1) if variant == "softmax" else dit_config("small")
     return WorldModel(SanaWMDiT(cfg), CausalVideoVAE(world_size("small").vae), None, WorldInfo()).eval()
 
 
-def throughput(num_envs: int, steps: int, denoise_steps: int) -> dict:
+def throughput(num_envs: int, steps: int, denoise_steps: int, world: str) -> dict:
     import sanawm_env
 
-    env = sanawm_env.SanaWMVectorEnv(num_envs=num_envs, checkpoint=_world("hybrid"), steps=denoise_steps, max_episode_steps=None)
+    env = sanawm_env.SanaWMVectorEnv(num_envs=num_envs, checkpoint=_world(world), steps=denoise_steps, max_episode_steps=None)
     env.reset(seed=0)
     actions = np.random.default_rng(0).uniform(-1, 1, (steps + 2, num_envs, 6)).astype(np.float32)
     for a in actions[:2]:  # warm-up
@@ -65,11 +72,11 @@ def throughput(num_envs: int, steps: int, denoise_steps: int) -> dict:
             "frames_per_s": num_envs * env.frames_per_step / sec, "video_seconds_per_wall_second": video}
 
 
-def step_floor(denoise_steps: int) -> dict:
+def step_floor(denoise_steps: int, world: str) -> dict:
     """FLOPs of one world's step, and that over the measured matrix rate."""
     import sanawm_env
 
-    env = sanawm_env.SanaWMVectorEnv(num_envs=1, checkpoint=_world("hybrid"), steps=denoise_steps, max_episode_steps=None)
+    env = sanawm_env.SanaWMVectorEnv(num_envs=1, checkpoint=_world(world), steps=denoise_steps, max_episode_steps=None)
     env.reset(seed=0)
     action = np.array([[0, 0, 0.3, 0, 0, 0.1]], np.float32)
     for _ in range(2):  # past the first chunk, which also carries frame 0
@@ -105,10 +112,10 @@ def long_run(variant: str, long_steps: int, denoise_steps: int, queue) -> None:
     queue.put((variant, out))
 
 
-def _median_step(threads, steps: int) -> float:
+def _median_step(threads, steps: int, world: str) -> float:
     import sanawm_env
 
-    env = sanawm_env.SanaWMEnv(checkpoint=_world("hybrid"), threads=threads)
+    env = sanawm_env.SanaWMEnv(checkpoint=_world(world), threads=threads)
     env.reset(seed=0)
     action = np.array([0, 0, 0.3, 0, 0, 0.1], np.float32)
     for _ in range(2):  # warm-up, and the policy's first measurement of the neighbours
@@ -121,7 +128,7 @@ def _median_step(threads, steps: int) -> float:
     return float(np.median(times))
 
 
-def busy_neighbour(steps: int) -> list[dict]:
+def busy_neighbour(steps: int, world: str) -> list[dict]:
     """Median step time: idle and beside a busy process, under the policy and with all threads."""
     import subprocess
     import sys
@@ -129,12 +136,12 @@ def busy_neighbour(steps: int) -> list[dict]:
     from model.threads import available_cores
 
     every_core = min(available_cores(), torch.get_num_threads())
-    rows = [{"neighbour": "idle", "threads": "auto", "seconds_per_step": _median_step("auto", steps)},
-            {"neighbour": "idle", "threads": every_core, "seconds_per_step": _median_step(every_core, steps)}]
+    rows = [{"neighbour": "idle", "threads": "auto", "seconds_per_step": _median_step("auto", steps, world)},
+            {"neighbour": "idle", "threads": every_core, "seconds_per_step": _median_step(every_core, steps, world)}]
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
-        rows += [{"neighbour": "one busy core", "threads": "auto", "seconds_per_step": _median_step("auto", steps)},
-                 {"neighbour": "one busy core", "threads": every_core, "seconds_per_step": _median_step(every_core, max(2, steps // 4))}]
+        rows += [{"neighbour": "one busy core", "threads": "auto", "seconds_per_step": _median_step("auto", steps, world)},
+                 {"neighbour": "one busy core", "threads": every_core, "seconds_per_step": _median_step(every_core, max(2, steps // 4), world)}]
     finally:
         spinner.kill()
     idle = rows[0]["seconds_per_step"]
@@ -151,33 +158,36 @@ def main() -> None:
     parser.add_argument("--softmax-steps", type=int, default=100,
                         help="the all-softmax model's long run (its cost per step grows with the episode: 500 steps take hours here)")
     parser.add_argument("--denoise-steps", type=int, default=4)
+    parser.add_argument("--world", choices=["shipped", "hybrid"], default="shipped",
+                        help="parts 1 and 3: the trained default world, or the same architecture untrained (part 2 compares "
+                             "untrained hybrid and all-softmax models)")
     parser.add_argument("--busy-neighbour", action="store_true", help="only part 3: the step beside a process busy on one core")
     parser.add_argument("--neighbour-steps", type=int, default=8, help="timed steps per part-3 point")
     parser.add_argument("--out", default="outputs/bench/env_step.json")
     args = parser.parse_args()
     if args.busy_neighbour:
         warnings.simplefilter("ignore")
-        rows = busy_neighbour(args.neighbour_steps)
+        rows = busy_neighbour(args.neighbour_steps, args.world)
         print(f"{'neighbour':>14} {'threads':>8} {'s/step':>8} {'vs idle':>8}")
         for r in rows:
             print(f"{r['neighbour']:>14} {r['threads']!s:>8} {r['seconds_per_step']:>8.3f} {r['vs_idle_auto']:>7.2f}x")
         out = Path(args.out).with_name("env_step_busy_neighbour.json")
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"benchmark": "env_step_busy_neighbour", "cpus": os.cpu_count(), "torch": torch.__version__,
-                                   "rows": rows}, indent=2))
+                                   "world": args.world, "rows": rows}, indent=2))
         print(f"wrote {out}")
         return
     if min(args.long_steps, args.softmax_steps) < 15:
         parser.error("--long-steps and --softmax-steps must be >= 15 (latency at step 10 is the median of steps 6..15)")
     warnings.simplefilter("ignore")
 
-    rows = [throughput(n, args.steps, args.denoise_steps) for n in args.num_envs]
+    rows = [throughput(n, args.steps, args.denoise_steps, args.world) for n in args.num_envs]
     print(f"{'num_envs':>8} {'s/step':>8} {'steps/s':>8} {'frames/s':>9} {'video s/s':>10} {'vs 1 env':>9}")
     for r in rows:
         r["frames_per_s_vs_one_env"] = r["frames_per_s"] / rows[0]["frames_per_s"]
         print(f"{r['num_envs']:>8} {r['seconds_per_step']:>8.3f} {r['env_steps_per_s']:>8.2f} {r['frames_per_s']:>9.1f} "
               f"{r['video_seconds_per_wall_second']:>10.2f} {r['frames_per_s_vs_one_env']:>8.2f}x")
-    floor = step_floor(args.denoise_steps)
+    floor = step_floor(args.denoise_steps, args.world)
     floor["max_frames_per_s_vs_one_env"] = floor["max_frames_per_s"] / rows[0]["frames_per_s"]
     print(f"floor: {floor['gflop_per_world_step']:.1f} GFLOP per world step at {floor['matmul_gflop_per_s']:.0f} GFLOP/s "
           f"(measured matmul) = {floor['min_seconds_per_world_step']:.3f} s, so at most {floor['max_frames_per_s']:.1f} frames/s "
@@ -201,7 +211,7 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"benchmark": "env_step", "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                               "torch": torch.__version__, "denoise_steps": args.denoise_steps, "throughput": rows, "floor": floor,
+                               "torch": torch.__version__, "denoise_steps": args.denoise_steps, "world": args.world, "throughput": rows, "floor": floor,
                                "long_run": {k: {str(s): v for s, v in r.items()} for k, r in long.items()}}, indent=2))
     print(f"wrote {out}")
 

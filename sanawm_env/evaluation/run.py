@@ -38,7 +38,7 @@ class EvalResult:
 
 def _world(path: str | None) -> tuple[WorldModel, str]:
     if path is None:
-        return default_world(), str(DEFAULT_WORLD)
+        return default_world(), f"the shipped world ({DEFAULT_WORLD.relative_to(DEFAULT_WORLD.parents[2])})"
     return load_world(path), str(path)
 
 
