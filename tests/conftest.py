@@ -25,6 +25,16 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
+def quiet_untrained():
+    """Silence the warning of untrained worlds (the ``tiny`` worlds most env tests run)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="no trained")
+        yield
+
+
+@pytest.fixture
 def re10k_folder():
     """``make(root, n=4, h=12, w=16, name="seq0")``: a RealEstate10K-style sequence under ``root`` (a
     camera file and a folder of n grey PNG frames named by timestamp, random poses); returns its cameras."""

@@ -2,7 +2,6 @@
 single envs under SB3's DummyVecEnv, and SB3's conventions (autoreset, terminal_observation, seed,
 render)."""
 
-import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -17,11 +16,7 @@ from sanawm_env.sb3 import SB3VecEnv, make_vec_env
 TINY = dict(size="tiny", height=32, width=32)
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="no trained")
-        yield
+pytestmark = pytest.mark.usefixtures("quiet_untrained")
 
 
 def _same(a, b):

@@ -2,7 +2,6 @@
 hand-made paths, Dict observations and bad input."""
 
 import math
-import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -18,11 +17,7 @@ from sanawm_env.navigation import FloorGrid, free_positions
 TINY = dict(size="tiny", height=32, width=32)
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="no trained")
-        yield
+pytestmark = pytest.mark.usefixtures("quiet_untrained")
 
 
 def _episode(env, policy, seed, options=None):

@@ -1,7 +1,6 @@
 """SanaWM-v0: the Gymnasium contract, determinism, forking, the batched vector env, the refiner
 and bad input. The tiny untrained world at 32 x 32 keeps it fast; frames are noise, behaviour is not."""
 
-import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -17,11 +16,7 @@ from sanawm_env import SanaWMEnv
 TINY = dict(size="tiny", height=32, width=32)
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="no trained")
-        yield
+pytestmark = pytest.mark.usefixtures("quiet_untrained")
 
 
 def _actions(n, seed=0):
