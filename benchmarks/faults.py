@@ -287,6 +287,7 @@ def cli_cases() -> list[tuple[str, Callable, str]]:
         ("eval splits.smooth=abc", lambda: compose_eval(["splits.smooth=abc"]), "smooth"),
         ("eval splits.smooth=61", lambda: compose_eval(["splits.smooth=61"]), "smooth"),
         ("eval scenes=[5]", lambda: compose_eval(["scenes=[5]"]), "scenes"),
+        ("eval camera_seconds=-1", lambda: compose_eval(["camera_seconds=-1"]), "camera_seconds"),
     ):
         cases.append((f"CLI {name}", fn, names))
     return cases

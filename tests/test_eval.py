@@ -164,3 +164,15 @@ def test_command_line_reports_errors(world_dir, tmp_path, capsys):
     assert "not a world folder" in capsys.readouterr().err
     assert main(["eval", f"world={world_dir}", f"out={tmp_path}", "splits.revisit=0.75"]) == 2
     assert "a revisit path needs at least 2" in capsys.readouterr().err
+
+
+def test_camera_accuracy_registers_the_truth_and_scores_its_poses(tmp_path):
+    world = save_world(tmp_path / "tiny64", fresh_world("tiny", 64, 64))  # 32 x 32 frames are too small for COLMAP
+    result = evaluate(_config(world, tmp_path / "eval", "videos=false", "camera_seconds=3", "~splits.hard", "~splits.revisit",
+                              "splits.smooth=3"))
+    worlds = result.metrics["splits"]["smooth"]["worlds"]
+    truth = worlds["ground_truth"]
+    assert truth["camera_registered"] > 0.8  # COLMAP places (nearly) every true frame
+    assert truth["camera_rot_err_deg"] < 5.0 and truth["camera_trans_err"] < 0.5  # 2.5 degrees, 0.05 when written
+    assert worlds["world"]["camera_registered"] < truth["camera_registered"]  # an untrained world's noise has no geometry
+    assert "camera: frames COLMAP registers, first 3 s" in result.table

@@ -36,6 +36,9 @@ class EvalConfig:
     grid_frames: int = 8  # columns of the generated-vs-true frame grid of each split (its first scene)
     videos: bool = True  # write a side-by-side video (world | ground truth) of every rollout
     progress: bool = True  # show a progress bar (env steps of both worlds)
+    # camera accuracy over the first this many seconds of each rollout (0: off): poses re-estimated by COLMAP
+    # (sanawm annotate's estimator; the annotate extra) on every column's frames, against the commanded path
+    camera_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.splits:
@@ -59,5 +62,7 @@ class EvalConfig:
         for name in ("early_seconds", "degradation_seconds", "psnr_cap_db"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.camera_seconds <= MAX_SECONDS:
+            raise ValueError(f"camera_seconds must lie in [0, {MAX_SECONDS:g}] (0: off), got {self.camera_seconds}")
         if self.grid_frames < 1:
             raise ValueError(f"grid_frames must be >= 1, got {self.grid_frames}")

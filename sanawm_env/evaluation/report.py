@@ -15,7 +15,8 @@ from .scores import WORLDS
 
 HEADERS = {"repeat_first": "repeat first frame (lower)", "world": "world", "autoencoder": "VAE on the truth (ceiling)",
            "ground_truth": "ground truth (upper)"}
-# (key, label, kind): "db" and "ssim" are scores, "db_gap" and "ssim_gap" differences of two scores.
+# (key, label, kind): "db" and "ssim" are scores, "db_gap" and "ssim_gap" differences of two scores,
+# "fraction" and "error" the camera-accuracy fraction registered and its errors per frame.
 ROWS = (
     ("fidelity_psnr", "fidelity PSNR (dB)", "db"),
     ("fidelity_ssim", "fidelity SSIM", "ssim"),
@@ -30,6 +31,10 @@ ROWS = (
     ("revisit_ssim", "revisit consistency SSIM", "ssim"),
     ("return_psnr", "fidelity PSNR on the way back (dB)", "db"),
     ("return_ssim", "fidelity SSIM on the way back", "ssim"),
+    ("camera_registered", "camera: frames COLMAP registers, first {camera:g} s", "fraction"),
+    ("camera_rot_err_deg", "camera: rotation error per frame (deg)", "error"),
+    ("camera_trans_err", "camera: translation error per frame", "error"),
+    ("camera_cammc", "camera: CamMC per frame", "error"),
 )
 
 
@@ -37,6 +42,8 @@ def _cell(key: str, kind: str, scalars: dict[str, Any], cap: float) -> str:
     value = scalars.get(key)
     if value is None:
         return "n/a"
+    if kind in ("fraction", "error"):
+        return f"{value:.2f}" if kind == "fraction" else f"{value:.3f}"
     exact = scalars["fidelity_psnr"] >= cap
     if kind == "db":
         return "exact" if value >= cap else f"{value:.2f}"
@@ -47,12 +54,12 @@ def _cell(key: str, kind: str, scalars: dict[str, Any], cap: float) -> str:
     return f"{value:.3f}" if kind == "ssim" else f"{value:+.3f}"
 
 
-def format_table(split: str, summary: dict[str, Any], cap: float, early: float, window: float) -> str:
+def format_table(split: str, summary: dict[str, Any], cap: float, early: float, window: float, camera: float = 0.0) -> str:
     """The bracketed table of one split: a row per metric, a column per world (lower bracket, world,
     upper bracket); metrics the split does not have (revisit, or degradation of a short rollout)
     are left out or read n/a."""
     means = summary["worlds"]
-    rows = [(label.format(early=early, window=window), [_cell(key, kind, means[w], cap) for w in WORLDS])
+    rows = [(label.format(early=early, window=window, camera=camera), [_cell(key, kind, means[w], cap) for w in WORLDS])
             for key, label, kind in ROWS if key in means["world"]]
     width = max(len(label) for label, _ in rows)
     cols = [max(len(HEADERS[w]), 8) for w in WORLDS]

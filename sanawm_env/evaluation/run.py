@@ -21,7 +21,7 @@ from model.world import DEFAULT_WORLD, WorldModel, default_world, load_world
 from .config import EvalConfig
 from .paths import SPLITS, mirror_actions, plan_actions
 from .report import format_table, plot_curves, plot_grid, write_side_by_side, write_table
-from .scores import WORLDS, Rollout, revisit_pairs, score
+from .scores import WORLDS, Rollout, revisit_pairs, score, world_frames
 
 # Poses of the two envs along the same collision-free actions agree to float32 rounding.
 POSE_TOLERANCE = 1e-4
@@ -101,7 +101,7 @@ def _rollout(envs: _Envs, split: str, scene: int, steps: int, seed: int, bar: tq
                            f"({collisions} step(s)), so the two worlds' cameras parted")
     record = {"scene_seed": scene, "reset_seed": reset_seed, "mirror_collisions": mirror_collisions, "actions": actions.tolist()}
     return Rollout(world=frames, truth=truth, autoencoded=autoencode(envs.learned.unwrapped.worlds.world.vae, truth), mirror=mirror,
-                   fps=envs.fps, palindrome=split == "revisit"), record
+                   poses=truth_poses, fps=envs.fps, palindrome=split == "revisit"), record
 
 
 def _evaluate_split(cfg: EvalConfig, envs: _Envs, split: str, steps: int, bar: tqdm, paths: dict[str, Path]) -> dict[str, Any]:
@@ -113,6 +113,12 @@ def _evaluate_split(cfg: EvalConfig, envs: _Envs, split: str, steps: int, bar: t
         bar.set_postfix_str(f"{split}, scene {scene}")
         rollout, record = _rollout(envs, split, scene, steps, cfg.seed, bar)
         scores = score(rollout, cfg.psnr_cap_db, cfg.early_seconds, cfg.degradation_seconds)
+        if cfg.camera_seconds > 0:
+            from .camera import camera_scores  # needs the annotate extra (COLMAP)
+
+            intrinsics = envs.learned.unwrapped.worlds.intrinsics.numpy()
+            for w, x in world_frames(rollout).items():
+                scores[w]["scalars"].update(camera_scores(np.ascontiguousarray(x), rollout.poses, intrinsics, envs.fps, cfg.camera_seconds))
         episodes.append({**record, "worlds": {w: scores[w]["scalars"] for w in WORLDS}})
         for w in WORLDS:
             for name, values in scores[w]["curves"].items():
@@ -165,7 +171,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         for split in (s for s in SPLITS if s in cfg.splits):
             summary = _evaluate_split(cfg, envs, split, steps[split], bar, paths)
             metrics["splits"][split] = summary
-            tables.append(format_table(split, summary, cfg.psnr_cap_db, cfg.early_seconds, cfg.degradation_seconds))
+            tables.append(format_table(split, summary, cfg.psnr_cap_db, cfg.early_seconds, cfg.degradation_seconds, cfg.camera_seconds))
     learned.close()
     truth.close()
     table = "\n\n".join(tables)

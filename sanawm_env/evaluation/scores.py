@@ -23,6 +23,7 @@ class Rollout:
     truth: np.ndarray  # the ground-truth env's frames along the same actions: what the camera should see
     autoencoded: np.ndarray  # ``truth`` encoded and decoded by the world's VAE
     mirror: np.ndarray  # the ground-truth render along the mirrored-turn path from the same start
+    poses: np.ndarray  # (F, 4, 4) the commanded camera-to-world path both worlds followed
     fps: float
     palindrome: bool  # the path comes back through its own poses in reverse (the revisit split)
 
@@ -33,6 +34,12 @@ def _pair(frames: np.ndarray, reference: np.ndarray, cap: float) -> tuple[np.nda
 
 def _window_mean(values: np.ndarray, mask: np.ndarray) -> float:
     return float(values[mask].mean())
+
+
+def world_frames(rollout: Rollout) -> dict[str, np.ndarray]:
+    """The frames of every column of ``WORLDS`` for one rollout."""
+    return {"repeat_first": np.broadcast_to(rollout.truth[:1], rollout.truth.shape), "world": rollout.world,
+            "autoencoder": rollout.autoencoded, "ground_truth": rollout.truth}
 
 
 def score(rollout: Rollout, cap_db: float, early_seconds: float, degradation_seconds: float) -> dict[str, dict]:
@@ -51,10 +58,8 @@ def score(rollout: Rollout, cap_db: float, early_seconds: float, degradation_sec
     out_idx, back_idx = revisit_pairs(f)
     # The ground-truth world scored against its own frames: exact fidelity by construction, but not
     # exact action following or revisit consistency.
-    frames = {"repeat_first": np.broadcast_to(rollout.truth[:1], rollout.truth.shape), "world": rollout.world,
-              "autoencoder": rollout.autoencoded, "ground_truth": rollout.truth}
     results = {}
-    for name, x in frames.items():
+    for name, x in world_frames(rollout).items():
         x = np.ascontiguousarray(x)
         p, s = _pair(x[1:], rollout.truth[1:], cap_db)
         mp, ms = _pair(x[1:], rollout.mirror[1:], cap_db)
