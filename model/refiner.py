@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from .checkpoint_io import load_strict
 from .chunks import CHUNK_FRAMES
-from .dit import run_block, timestep_embedding
+from .dit import TimestepEmbedder, run_block
 from .flow import euler_sample
 
 Tensor = torch.Tensor
@@ -232,9 +232,7 @@ class SanaWMRefiner(nn.Module):
         self.caption_projection.linear_2 = nn.Linear(dim, dim)
         self.time_embed = nn.Module()
         self.time_embed.emb = nn.Module()
-        self.time_embed.emb.timestep_embedder = nn.Module()
-        self.time_embed.emb.timestep_embedder.linear_1 = nn.Linear(256, dim)
-        self.time_embed.emb.timestep_embedder.linear_2 = nn.Linear(dim, dim)
+        self.time_embed.emb.timestep_embedder = TimestepEmbedder(dim)  # linear_1 (256 -> dim), linear_2, as LTX-2 names them
         self.time_embed.linear = nn.Linear(dim, 6 * dim)
         self.scale_shift_table = nn.Parameter(torch.randn(2, dim) / dim**0.5)
         self.transformer_blocks = nn.ModuleList(RefinerBlock(cfg) for _ in range(cfg.num_layers))
@@ -247,8 +245,7 @@ class SanaWMRefiner(nn.Module):
     # ---- pieces --------------------------------------------------------------------------------
 
     def _embed_time(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        te = self.time_embed.emb.timestep_embedder
-        emb = te.linear_2(F.silu(te.linear_1(timestep_embedding(t.reshape(-1)).to(te.linear_1.weight.dtype))))
+        emb = self.time_embed.emb.timestep_embedder(t.reshape(-1))
         return self.time_embed.linear(F.silu(emb)), emb
 
     def _prompt(self, b: int, prompt_embeds: Tensor | None, prompt_mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
