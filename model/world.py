@@ -99,16 +99,23 @@ def read_world_info(path: Path) -> WorldInfo:
     if unknown:
         raise ValueError(f"{path}: unknown fields {unknown}; accepted: {sorted(accepted)}")
     info = WorldInfo(**raw)
-    checks = {"height": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
-              "width": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
-              "fps": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf,
-              "fov_deg": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 180,
-              "size": lambda v: v in WORLD_SIZES, "trained": lambda v: isinstance(v, bool)}
-    expected = {"height": "a positive int", "width": "a positive int", "fps": "a positive number", "fov_deg": "degrees in (0, 180)",
-                "size": f"one of {sorted(WORLD_SIZES)}", "trained": "true or false"}
-    for name, ok in checks.items():
+    def number(v: object) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    def positive_int(v: object) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+    checks = {  # field -> (accepted, what the error says is expected)
+        "height": (positive_int, "a positive int"),
+        "width": (positive_int, "a positive int"),
+        "fps": (lambda v: number(v) and 0 < v < math.inf, "a positive number"),
+        "fov_deg": (lambda v: number(v) and 0 < v < 180, "degrees in (0, 180)"),
+        "size": (lambda v: v in WORLD_SIZES, f"one of {sorted(WORLD_SIZES)}"),
+        "trained": (lambda v: isinstance(v, bool), "true or false"),
+    }
+    for name, (ok, expected) in checks.items():
         if not ok(getattr(info, name)):
-            raise ValueError(f"{path}: field {name!r} must be {expected[name]}, got {getattr(info, name)!r}")
+            raise ValueError(f"{path}: field {name!r} must be {expected}, got {getattr(info, name)!r}")
     return info
 
 
