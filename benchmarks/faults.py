@@ -29,7 +29,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError)
+from sanawm import errors  # noqa: E402  (after the repository root is on the path)
+
+# The errors the command line reports as a user's mistake, and TypeError, which the envs raise for an
+# argument of the wrong kind (an action that is no array, a snapshot that is no snapshot).
+USER_ERRORS = (*errors.USER_ERRORS, TypeError)
 
 
 class Interrupt(BaseException):
@@ -41,12 +45,10 @@ def _expect_error(fn: Callable[[], object], names: str) -> tuple[str, str]:
     from gymnasium.error import ResetNeeded
     from hydra.errors import ConfigCompositionException
 
-    from sanawm.errors import reason
-
     try:
         fn()
     except (*USER_ERRORS, ResetNeeded, ConfigCompositionException) as e:
-        message = reason(e)  # what the command line prints
+        message = errors.reason(e)  # what the command line prints
         return ("clear" if names in message else "unclear"), f"{type(e).__name__}: {message[:140]}"
     except Exception as e:  # noqa: BLE001  (anything else is the finding)
         return "unclear", f"{type(e).__name__}: {str(e).splitlines()[0][:140] if str(e) else ''}"
