@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +94,12 @@ def _config(path: Path, config_cls: type, fields: dict[str, Any]) -> Any:
         raise ValueError(f"{path}: bad {config_cls.__name__} in the header ({e})") from e
 
 
-def load_model(path: str | Path, expected_config: Any = None, map_location: str | torch.device = "cpu", kind: str | None = None) -> nn.Module:
+def load_model(path: str | Path, expected_config: Any = None, map_location: str | torch.device = "cpu", kind: str | None = None,
+               prepare: Callable[[nn.Module], object] | None = None) -> nn.Module:
     """Rebuild the model stored at ``path``. With ``expected_config``, a file whose config differs
-    fails, naming the fields that differ; with ``kind`` (one of ``KINDS``), a file of another kind fails."""
+    fails, naming the fields that differ; with ``kind`` (one of ``KINDS``), a file of another kind
+    fails. ``prepare`` runs on the new model before its weights load (a quantized DiT gets its
+    quantizers there, whose calibrated ranges are among the weights)."""
     path = Path(path)
     header = read_header(path)
     if kind is not None and header["kind"] != kind:
@@ -107,6 +111,8 @@ def load_model(path: str | Path, expected_config: Any = None, map_location: str 
                 for f in dataclasses.fields(config) if getattr(config, f.name) != getattr(expected_config, f.name)}
         raise ValueError(f"{path}: config does not match the requested one; (file, requested) per field: {diff}")
     model = cls(config)
+    if prepare is not None:
+        prepare(model)
     try:
         with safe_open(str(path), framework="pt", device=str(map_location)) as f:
             state = {k: f.get_tensor(k) for k in f.keys()}

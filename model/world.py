@@ -1,10 +1,11 @@
 """A world model bundle: the DiT, the VAE and (optionally) the refiner, saved as one folder.
 
     world/
-      world.json            image size, fps and field of view the world was trained at
+      world.json            image size, fps and field of view the world was trained at; the quantization format
       dit.safetensors       model files (model.checkpoint)
       vae.safetensors
       refiner.safetensors   optional
+      dit-quantizers.pt     a quantized world's DiT quantizers (model.quantization; their ranges are in dit.safetensors)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import shutil
 import warnings
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -23,6 +25,7 @@ import torch.nn as nn
 from .checkpoint import load_model, save_model
 from .jsonfile import read_json_object
 from .dit import SanaWMDiT
+from .quantization import FORMATS, QUANTIZERS_FILE, quantized_layers, restore_quantizers, save_quantizers
 from .refiner import SanaWMRefiner
 from .sizes import WORLD_SIZES, world_size
 from .vae import CausalVideoVAE
@@ -39,6 +42,7 @@ class WorldInfo:
     fov_deg: float = 80.0
     size: str = "small"
     trained: bool = False
+    quantization: str | None = None  # the DiT's format (model.quantization.FORMATS), None at full precision
 
 
 class WorldModel(nn.Module):
@@ -77,6 +81,8 @@ def save_world(path: str | Path, world: WorldModel) -> Path:
     tmp.mkdir()
     try:
         save_model(tmp / "dit.safetensors", world.dit)
+        if world.info.quantization is not None or quantized_layers(world.dit):
+            save_quantizers(tmp / QUANTIZERS_FILE, world.dit, world.info.quantization)
         save_model(tmp / "vae.safetensors", world.vae)
         if world.refiner is not None:
             save_model(tmp / "refiner.safetensors", world.refiner)
@@ -112,6 +118,7 @@ def read_world_info(path: Path) -> WorldInfo:
         "fov_deg": (lambda v: number(v) and 0 < v < 180, "degrees in (0, 180)"),
         "size": (lambda v: v in WORLD_SIZES, f"one of {sorted(WORLD_SIZES)}"),
         "trained": (lambda v: isinstance(v, bool), "true or false"),
+        "quantization": (lambda v: v is None or v in FORMATS, f"null or one of {sorted(FORMATS)}"),
     }
     for name, (ok, expected) in checks.items():
         if not ok(getattr(info, name)):
@@ -128,7 +135,8 @@ def load_world(path: str | Path, map_location: str = "cpu") -> WorldModel:
     refiner = None
     if (path / "refiner.safetensors").exists():
         refiner = load_model(path / "refiner.safetensors", map_location=map_location, kind="refiner")
-    dit = load_model(path / "dit.safetensors", map_location=map_location, kind="dit")
+    quantized = None if info.quantization is None else partial(restore_quantizers, path=path / QUANTIZERS_FILE, fmt=info.quantization)
+    dit = load_model(path / "dit.safetensors", map_location=map_location, kind="dit", prepare=quantized)
     vae = load_model(path / "vae.safetensors", map_location=map_location, kind="vae")
     try:
         return WorldModel(dit, vae, refiner, info).eval()
