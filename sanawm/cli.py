@@ -5,6 +5,7 @@
     sanawm train stage=<stage> ...       one stage of the training recipe (Hydra overrides)
     sanawm eval [key=value ...]          a world against the ground truth -> table, JSON, plots, videos
     sanawm annotate INPUT... --out DIR   metric camera poses of your own videos -> RealEstate10K-style clips
+    sanawm quantize --format F --out DIR a world with its DiT in fp8, int8 or nvfp4 (nvidia-modelopt)
 """
 
 from __future__ import annotations
@@ -214,6 +215,12 @@ def _annotate(args: argparse.Namespace) -> int:
     return run_reporting("annotate", run)
 
 
+def _quantize(args: argparse.Namespace) -> int:
+    from .quantize import main as quantize_main
+
+    return run_reporting("quantize", lambda: quantize_main(args.world, args.format, args.calib_steps, args.out, args.seed, args.device))
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -229,6 +236,7 @@ def _positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from model.quantization import FORMATS
     from sanawm_env.trajectories import TRAJECTORIES
 
     parser = argparse.ArgumentParser(prog="sanawm", description="SanaWM: a Gymnasium environment whose world is a learned video model.")
@@ -283,6 +291,16 @@ def build_parser() -> argparse.ArgumentParser:
     ann.add_argument("--min-parallax", type=float, default=1.0, help="smallest median triangulation angle kept, in degrees")
     ann.add_argument("--threads", type=_positive_int, default=1, help="COLMAP threads")
     ann.set_defaults(func=_annotate)
+
+    quant = sub.add_parser("quantize", help="quantize a world's DiT to fp8, int8 or nvfp4 with nvidia-modelopt, calibrated on its own "
+                           "rollouts (docs/quantization.md)")
+    quant.add_argument("--world", default=None, help="world folder to quantize (default: the shipped world)")
+    quant.add_argument("--format", required=True, choices=sorted(FORMATS), help="the DiT's linear layers in this format")
+    quant.add_argument("--calib-steps", type=_positive_int, default=32, help="env steps of random camera actions to calibrate on")
+    quant.add_argument("--out", required=True, help="output world folder (new, or a world folder to replace)")
+    quant.add_argument("--seed", type=int, default=0, help="seed of the calibration rollouts")
+    quant.add_argument("--device", default="cpu", help="where calibration runs (cpu, cuda, cuda:1, ...)")
+    quant.set_defaults(func=_quantize)
     return parser
 
 
