@@ -67,3 +67,18 @@ def test_train_benchmark_writes_table_and_json(tmp_path):
     assert "/ floor" in run.stdout and "overcounts the backward of grouped convolutions" in run.stdout
     assert dit["grads_equal"] and dit["grad_rel_error_max"] <= dit["grad_tolerance"]
     assert dit["floor_ms"] > 0 and all(dit["ms"][m] > 0 and dit["over_floor"][m] > 0 for m in ("ours", "diffusers"))
+
+
+def test_quantize_benchmark_writes_table_and_json(tmp_path):
+    from model.world import fresh_world, save_world
+
+    world = save_world(tmp_path / "tiny", fresh_world("tiny", 32, 32))
+    out = tmp_path / "quantize.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "quantize.py"), "--world", str(world), "--formats", "int8", "nvfp4",
+                          "--calib-steps", "1", "--episodes", "1", "--steps", "2", "--skip-eval", "--worlds", str(tmp_path / "worlds"),
+                          "--out", str(out)], cwd=ROOT, check=False, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "PSNR vs fp32" in run.stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert set(rows) == {"fp32", "int8", "nvfp4"}
+    assert all(0 < rows[f][key] <= 100 for f in ("int8", "nvfp4") for key in ("psnr_db", "psnr_first_step_db", "psnr_last_step_db"))
