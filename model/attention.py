@@ -35,12 +35,12 @@ class AttentionContext:
     """
 
     grid: tuple[int, int, int]  # token grid (T, h, w) of the input
-    freqs: Tensor  # (N, D / 2) RoPE rotations of the main branch
+    freqs: Tensor  # (N, D / 2, 2) RoPE rotations (cos, sin) of the main branch
     chunks: list[tuple[int, int]]
     mode: str = "bidirectional"  # bidirectional | chunk_causal
     streaming: bool = False
     ray_mats: Tensor | None = None  # (B, N, 4, 4) ray<-world transforms; None: no camera branch
-    cam_freqs: Tensor | None = None  # (N, D / 4) RoPE rotations of the camera branch
+    cam_freqs: Tensor | None = None  # (N, D / 4, 2) RoPE rotations of the camera branch
 
 
 @dataclass
@@ -88,7 +88,8 @@ class TemporalShortConv(nn.Module):
         for start, end in chunks:
             for d in range(1, min(k, end - start)):
                 out[:, start : end - d].addcmul_(frames[:, start + d : end], w[:, k - 1 - d])
-        return out.reshape(b, n, c), seq[:, t:].clone()
+        # Contiguous: the same strides after every chunk, so a compiled stream compiles once for them.
+        return out.reshape(b, n, c), seq[:, t:].clone(memory_format=torch.contiguous_format)
 
 
 def _softmax_scale(head_dim: int) -> float:

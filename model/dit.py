@@ -153,7 +153,8 @@ class MixFFN(nn.Module):
             taps = torch.cat([window[:, j : j + end - start] for j in range(2 * r + 1)], dim=-1)
             out.append(y[:, start:end] + F.linear(taps, taps_weight))
         y = torch.cat(out, dim=1) if len(out) > 1 else out[0]
-        return y.reshape(b, n, c), seq[:, t:].clone()
+        # Contiguous: the same strides after every chunk, so a compiled stream compiles once for them.
+        return y.reshape(b, n, c), seq[:, t:].clone(memory_format=torch.contiguous_format)
 
 
 @dataclass

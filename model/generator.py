@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .compiled import compile_stream
 from .dit import SanaWMDiT, StreamState
 from .flow import FlowMatching, euler_sample
 
@@ -66,10 +67,12 @@ class StreamingGenerator:
         sigmas: explicit decreasing noise levels ending at 0 (e.g. a distilled student's list).
         window: recent chunks of softmax K/V kept besides the sink (None: all; the state then grows).
         guidance: classifier-free guidance against the null prompt (1: off, as for a distilled student).
+        compile: run the passes made without gradient through ``model.compiled.compile_stream`` (for
+            inference of fixed weights; passes with gradient stay eager).
     """
 
     def __init__(self, dit: SanaWMDiT, steps: int = 4, flow: FlowMatching | None = None, sigmas: tuple[float, ...] | None = None,
-                 window: int | None = 1, guidance: float = 1.0) -> None:
+                 window: int | None = 1, guidance: float = 1.0, compile: bool = False) -> None:
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         self.dit = dit
@@ -78,6 +81,13 @@ class StreamingGenerator:
             raise ValueError(f"sigmas must decrease to 0, got {self.sigmas.tolist()}")
         self.window = window
         self.guidance = guidance
+        self._compiled = compile_stream(dit) if compile else None
+
+    def _stream(self, *args, **kwargs) -> tuple[Tensor, StreamState]:
+        """``dit.stream``, compiled when asked for and no gradient is wanted."""
+        if self._compiled is not None and not torch.is_grad_enabled():
+            return self._compiled(*args, **kwargs)
+        return self.dit.stream(*args, **kwargs)
 
     def prefill(self, first_latent: Tensor) -> WorldState:
         """Start worlds from their clean first latent frames (B, C, 1, h, w)."""
@@ -111,7 +121,7 @@ class StreamingGenerator:
         def velocity(prompt: Tensor | None, mask: Tensor | None) -> Callable[[Tensor, float], Tensor]:
             def v(x: Tensor, s: float) -> Tensor:
                 xc, ts = self._chunk(state, x, s)
-                out, _ = self.dit.stream(xc, ts, state.dit, prompt, mask, camera, plucker, window=self.window)
+                out, _ = self._stream(xc, ts, state.dit, prompt, mask, camera, plucker, window=self.window)
                 return out[:, :, -t_new:]  # the pending first frame is context, not sampled
             return v
 
@@ -124,7 +134,7 @@ class StreamingGenerator:
                prompt_embeds: Tensor | None = None, prompt_mask: Tensor | None = None) -> WorldState:
         """The state with the clean chunk written (one pass at timestep 0)."""
         xc, ts = self._chunk(state, clean, 0.0)
-        _, dit_state = self.dit.stream(xc, ts, state.dit, prompt_embeds, prompt_mask, camera, plucker, window=self.window)
+        _, dit_state = self._stream(xc, ts, state.dit, prompt_embeds, prompt_mask, camera, plucker, window=self.window)
         return WorldState(dit_state, None)
 
     def advance(self, state: WorldState, camera: Tensor, plucker: Tensor, noise: Tensor, exit_step: int | None = None,

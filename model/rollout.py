@@ -105,10 +105,13 @@ class WorldRollout:
         refine_every: refine every this many chunks (0: never).
         refine_window: latent frames of history the refiner sees.
         device, dtype: where and in which precision the models run.
+        compile: compile the DiT's streaming pass (``model.compiled``; each new shape compiles at its
+            first step).
     """
 
     def __init__(self, world: WorldModel, num_worlds: int, intrinsics: Tensor, steps: int = 4, window: int | None = 1,
-                 refine_every: int = 0, refine_window: int = 6, device: str = "cpu", dtype: torch.dtype = torch.float32) -> None:
+                 refine_every: int = 0, refine_window: int = 6, device: str = "cpu", dtype: torch.dtype = torch.float32,
+                 compile: bool = False) -> None:
         if tuple(intrinsics.shape) != (4,):
             raise ValueError(f"intrinsics must have shape (4,) = (fx, fy, cx, cy), got {tuple(intrinsics.shape)}")
         if refine_every and world.refiner is None:
@@ -118,7 +121,7 @@ class WorldRollout:
         self.height, self.width = world.info.height, world.info.width
         self.frames_per_chunk = CHUNK_FRAMES * world.vae.temporal_stride
         self.intrinsics = intrinsics
-        self.gen = StreamingGenerator(world.dit, steps=steps, window=window)
+        self.gen = StreamingGenerator(world.dit, steps=steps, window=window, compile=compile)
         self.refine_every, self.refine_window = refine_every, refine_window
         self.slots: list[WorldSlot | None] = [None] * num_worlds
 

@@ -19,14 +19,18 @@ def axis_pairs(head_dim: int) -> tuple[int, int, int]:
 
 
 def _axis_freqs(pairs: int, positions: Tensor, theta: float) -> Tensor:
-    """Complex rotations (len(positions), pairs) for one axis of 2 * pairs channels."""
+    """Rotations (len(positions), pairs, 2) as (cos, sin) for one axis of 2 * pairs channels."""
     dim = 2 * pairs
     inv = 1.0 / theta ** (torch.arange(0, dim, 2, dtype=torch.float32)[:pairs] / dim)
-    return torch.polar(torch.ones(len(positions), pairs), torch.outer(positions.float(), inv))
+    angles = torch.outer(positions.float(), inv)
+    return torch.stack([angles.cos(), angles.sin()], dim=-1)
 
 
 def rope_freqs(head_dim: int, frames: Tensor | int, height: int, width: int, theta: float = 10000.0) -> Tensor:
-    """Rotations (T * H * W, head_dim / 2) complex64 for a (T, H, W) grid of tokens, frame-major.
+    """Rotations (T * H * W, head_dim / 2, 2) as (cos, sin) for a (T, H, W) grid of tokens, frame-major.
+
+    Real, not complex: the eager rotation views them as complex numbers, and a compiled graph keeps
+    them real (inductor generates no code for complex tensors).
 
     ``frames`` is a count (positions 0..T-1) or a tensor of absolute frame indices, which is how a
     streaming generator keeps positions of later chunks.
@@ -38,10 +42,10 @@ def rope_freqs(head_dim: int, frames: Tensor | int, height: int, width: int, the
     fw = _axis_freqs(pw, torch.arange(width), theta)
     t, h, w = len(frame_pos), height, width
     grid = torch.cat(
-        [ft[:, None, None].expand(t, h, w, pt), fh[None, :, None].expand(t, h, w, ph), fw[None, None, :].expand(t, h, w, pw)],
-        dim=-1,
+        [ft[:, None, None].expand(t, h, w, pt, 2), fh[None, :, None].expand(t, h, w, ph, 2), fw[None, None, :].expand(t, h, w, pw, 2)],
+        dim=-2,
     )
-    return grid.reshape(t * h * w, -1)
+    return grid.reshape(t * h * w, -1, 2)
 
 
 def half_head_freqs(freqs: Tensor, head_dim: int) -> Tensor:
@@ -49,11 +53,18 @@ def half_head_freqs(freqs: Tensor, head_dim: int) -> Tensor:
     full head's table axis by axis: the lowest-frequency pairs of each axis are dropped."""
     pt, ph, _ = axis_pairs(head_dim)
     nt, nh, nw = axis_pairs(head_dim // 2)
-    return torch.cat([freqs[..., :nt], freqs[..., pt : pt + nh], freqs[..., pt + ph : pt + ph + nw]], dim=-1)
+    return torch.cat([freqs[:, :nt], freqs[:, pt : pt + nh], freqs[:, pt + ph : pt + ph + nw]], dim=1)
 
 
 def apply_rope(x: Tensor, freqs: Tensor, inverse: bool = False) -> Tensor:
-    """Rotate channel pairs of ``x`` (..., N, D) by ``freqs`` (N, D / 2); in fp32, returned in x's dtype."""
-    rot = freqs.conj() if inverse else freqs
-    xc = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2).contiguous())
-    return torch.view_as_real(xc * rot).flatten(-2).to(x.dtype)
+    """Rotate channel pairs of ``x`` (..., N, D) by ``freqs`` (N, D / 2, 2); in fp32, returned in x's dtype."""
+    pairs = x.float().reshape(*x.shape[:-1], -1, 2)
+    if torch.compiler.is_compiling():
+        # Real arithmetic, which inductor fuses with its neighbours; eager, one complex product is faster.
+        cos, sin = freqs.unbind(-1)
+        sin = -sin if inverse else sin
+        x0, x1 = pairs.unbind(-1)
+        return torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1).flatten(-2).to(x.dtype)
+    rot = torch.view_as_complex(freqs)
+    rot = rot.conj() if inverse else rot
+    return torch.view_as_real(torch.view_as_complex(pairs.contiguous()) * rot).flatten(-2).to(x.dtype)

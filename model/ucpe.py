@@ -47,7 +47,7 @@ def ray_frames(camera: Tensor, grid: tuple[int, int, int], patch_size: tuple[int
 
 def ucpe_transform(x: Tensor, mats: Tensor, freqs: Tensor | None, inverse_rope: bool = False) -> Tensor:
     """Apply per-token 4x4 ``mats`` (B, N, 4, 4) to the first half of ``x`` (B, H, N, D) in groups of
-    four channels and RoPE ``freqs`` (N, D / 4) to the second half."""
+    four channels and RoPE ``freqs`` (N, D / 4, 2) to the second half."""
     b, h, n, d = x.shape
     geo, rot = x.split(d // 2, dim=-1)
     geo = torch.einsum("bnij,bhngj->bhngi", mats.to(geo.dtype), geo.reshape(b, h, n, -1, 4)).reshape(b, h, n, d // 2)
