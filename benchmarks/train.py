@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import io
 import json
 import platform
@@ -37,11 +36,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from dit_pair import dit_inputs, dit_pair, ours_forward, ref_forward
 from floor import CountFlops, measure_ceilings, time_ms
 
 from kernels.frame_gdn import force_triton
 
-PROMPT_TOKENS = 8  # prompt length of part 2 (the small world trains without prompts; both models take one here)
 # Largest relative L2 error allowed between the two models' gradients, per parameter tensor (fp32,
 # TF32 off). Summation order alone moves the worst-conditioned gradients (the GDN key short-conv
 # weights) by up to 3e-4: on the CPU both fp32 models land that far from an fp64 run of the reference
@@ -112,68 +111,6 @@ def run_stages(args: argparse.Namespace) -> list[dict]:
 # ---- part 2: our DiT against the reference ------------------------------------------------------
 
 
-@contextlib.contextmanager
-def fp32_reference_softmax():
-    """The reference rounds fp32 softmax q/k/v to bf16 (for FlashAttention); keep them fp32, so that
-    both models compute the same function."""
-    original = torch.Tensor.bfloat16
-    torch.Tensor.bfloat16 = lambda self, *a, **k: self
-    try:
-        yield
-    finally:
-        torch.Tensor.bfloat16 = original
-
-
-def dit_pair(preset: str, device: str):
-    """Our DiT and diffusers' at the DiT config ``preset``, with the same (perturbed) weights."""
-    from diffusers import SanaWMTransformer3DModel
-
-    from model import SanaWMDiT, dit_config
-
-    cfg = dit_config(preset)
-    accepted = inspect.signature(SanaWMTransformer3DModel.__init__).parameters
-    torch.manual_seed(0)
-    ref = SanaWMTransformer3DModel(**{k: v for k, v in asdict(cfg).items() if k in accepted},
-                                   chunk_plucker_post_attn_blocks=cfg.num_layers)
-    with torch.no_grad():  # no zero-initialised branch (camera, Plucker, temporal conv) sits out of the gradients
-        for p in ref.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    ours = SanaWMDiT(cfg)
-    ours.load_reference_state_dict(ref.state_dict())  # strict: a config the two read differently fails here
-    return cfg, ours.to(device).train(), ref.to(device).train()
-
-
-def dit_inputs(cfg, batch: int, frames: int, grid: int, device: str, seed: int) -> dict[str, torch.Tensor]:
-    """One training batch: noisy latents, per-frame timesteps, a prompt, cameras and Plucker maps,
-    and a velocity target."""
-    from model.camera import se3, so3_exp
-
-    g = torch.Generator().manual_seed(seed)
-    poses = se3(so3_exp(torch.randn(batch, frames, 3, generator=g) * 0.2), torch.randn(batch, frames, 3, generator=g))
-    intrinsics = torch.tensor([0.6 * grid, 0.6 * grid, grid / 2, grid / 2]).expand(batch, frames, 4)
-    x = torch.randn(batch, cfg.in_channels, frames, grid, grid, generator=g)
-    inputs = {
-        "x": x,
-        "t": torch.randint(0, 1000, (batch, frames), generator=g).float(),  # integers: the reference truncates timesteps
-        "y": torch.randn(batch, PROMPT_TOKENS, cfg.caption_channels, generator=g),
-        "mask": torch.ones(batch, PROMPT_TOKENS, dtype=torch.long),
-        "camera": torch.cat([poses.reshape(batch, frames, 16), intrinsics], dim=-1),
-        "plucker": torch.randn(batch, cfg.chunk_plucker_channels, frames, grid, grid, generator=g),
-        "target": torch.randn(x.shape, generator=g),
-    }
-    return {k: v.to(device) for k, v in inputs.items()}
-
-
-def ours_forward(model, i: dict[str, torch.Tensor]) -> torch.Tensor:
-    return model(i["x"], i["t"], i["y"], i["mask"], camera=i["camera"], plucker=i["plucker"], mode="bidirectional")
-
-
-def ref_forward(model, i: dict[str, torch.Tensor]) -> torch.Tensor:
-    with fp32_reference_softmax():
-        return model(i["x"], i["t"][:, None], i["y"][:, None], encoder_attention_mask=i["mask"], camera_conditions=i["camera"],
-                     chunk_plucker=i["plucker"]).sample
-
-
 def train_step(model, forward, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     model.zero_grad(set_to_none=True)
     out = forward(model, inputs)
@@ -196,6 +133,7 @@ def grad_errors(ours, ref) -> dict[str, float]:
 
 def compare_dit(args: argparse.Namespace, device: str) -> dict:
     cfg, ours, ref = dit_pair(args.dit, device)
+    ours.train(), ref.train()
     sets = [dit_inputs(cfg, args.dit_batch, args.dit_frames, args.dit_grid, device, seed) for seed in range(3)]
 
     out_ours = train_step(ours, ours_forward, sets[0]).detach()

@@ -82,3 +82,15 @@ def test_quantize_benchmark_writes_table_and_json(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert set(rows) == {"fp32", "int8", "nvfp4"}
     assert all(0 < rows[f][key] <= 100 for f in ("int8", "nvfp4") for key in ("psnr_db", "psnr_first_step_db", "psnr_last_step_db"))
+
+
+def test_forward_benchmark_writes_table_and_json(tmp_path):
+    out = tmp_path / "forward.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "forward.py"), "--dit", "tiny", "--grid", "4", "--frames", "4",
+                          "--batches", "1", "2", "--repeats", "1", "--no-compile", "--out", str(out)],
+                         cwd=ROOT, check=False, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "/ floor" in run.stdout
+    data = json.loads(out.read_text())
+    assert [r["batch"] for r in data["stream"]] == [1, 2] and [r["frames"] for r in data["forward"]] == [4]
+    assert all(r["floor_ms"] > 0 and r["ms"]["ours"] > 0 for r in data["forward"] + data["stream"])
