@@ -94,3 +94,15 @@ def test_forward_benchmark_writes_table_and_json(tmp_path):
     data = json.loads(out.read_text())
     assert [r["batch"] for r in data["stream"]] == [1, 2] and [r["frames"] for r in data["forward"]] == [4]
     assert all(r["floor_ms"] > 0 and r["ms"]["ours"] > 0 for r in data["forward"] + data["stream"])
+
+
+def test_realtime_benchmark_writes_table_and_json(tmp_path):
+    out = tmp_path / "realtime.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "realtime.py"), "--chunks", "1", "--out", str(out)],
+                         cwd=ROOT, check=False, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "video s / s" in run.stdout
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["chunks_per_60s"] == 80 and row["chunks_timed"] == 1 and len(row["chunk_seconds"]) == 2
+    assert row["seconds_for_60s"] == pytest.approx(80 * row["chunk_s_median"])
+    assert row["video_seconds_per_wall_second"] == pytest.approx(60 / row["seconds_for_60s"])

@@ -1,0 +1,148 @@
+"""Time to generate 60 s of video (961 raw frames at 16 fps) with the streaming 4-step generator:
+the world's stage 1 (DiT chunks against the fixed-size state, then the VAE's decoder), per world
+size, precision and device. Random weights: the speed does not depend on them.
+
+    python benchmarks/realtime.py                                   # small world, 64x64, fp32, this machine
+    python benchmarks/realtime.py --worlds small paper --dtypes bfloat16 --compile   # on a GPU
+    python benchmarks/realtime.py --worlds paper --chunks 2         # paper on a CPU: 2 timed chunks, extrapolated
+
+``small`` is our world at 64 x 64 (DiT, VAE); ``paper`` is the release's 2.6B DiT with the LTX-2 VAE
+(diffusers' ``AutoencoderKLLTX2Video`` at its default config) at 704 x 1280, the largest size under
+720p that its 32x spatial stride divides. One chunk is 3 latent frames; a 60 s video is frame 0 and
+the chunks after it. The first chunk warms up (and compiles, with ``--compile``) and is reported
+apart; the 60 s figure is the median of the later chunks times the chunks of 60 s, since a chunk
+costs the same at every point of the video (the state is fixed-size; the per-chunk times in the JSON
+show it). ``--chunks`` times only that many chunks after the first. Reports seconds of video per wall
+second (above 1 is faster than real time), seconds for the 60 s, and peak memory (GPU memory on a
+GPU, the process's peak resident memory on the CPU). Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import resource
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SIZES = {"small": (64, 64), "paper": (704, 1280)}  # world -> (height, width)
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+VIDEO_FRAMES = 961  # 60 s at 16 fps, frame 0 included
+FPS = 16.0
+
+
+def build_world(name: str, device: str, dtype: torch.dtype):
+    """A world of ``name`` with random weights, built on ``device`` (the paper's 2.6B would take
+    minutes to initialise on the CPU and then copy)."""
+    from model import SanaWMDiT, dit_config
+    from model.world import WorldInfo, WorldModel, fresh_world
+
+    height, width = SIZES[name]
+    torch.manual_seed(0)
+    if name == "small":
+        return fresh_world("small", height, width, refiner=False).to(device=device, dtype=dtype)
+    from diffusers import AutoencoderKLLTX2Video
+
+    from model import LTX2VideoVAE
+
+    with torch.device(device):
+        dit = SanaWMDiT(dit_config("paper"))
+        vae = LTX2VideoVAE(AutoencoderKLLTX2Video())
+    return WorldModel(dit, vae, None, WorldInfo(height=height, width=width, fps=FPS, size="paper")).eval().to(dtype=dtype)
+
+
+def peak_memory_mb(device: str) -> float:
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def run(name: str, dtype_name: str, device: str, chunks: int | None, compile: bool, num_worlds: int) -> dict:
+    from model.camera import intrinsics_from_fov
+    from model.rollout import WorldRollout
+
+    dtype = DTYPES[dtype_name]
+    if device == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    world = build_world(name, device, dtype)
+    height, width = SIZES[name]
+    rollout = WorldRollout(world, num_worlds, intrinsics_from_fov(80.0, height, width).float(), steps=4, device=device,
+                           dtype=dtype, compile=compile)
+    per_chunk = rollout.frames_per_chunk
+    total_chunks = math.ceil((VIDEO_FRAMES - 1) / per_chunk)
+    timed = total_chunks - 1 if chunks is None else min(chunks, total_chunks - 1)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    pose = np.eye(4)
+    chunk_seconds = []
+    with torch.inference_mode():
+        for i in range(num_worlds):
+            rollout.start(i, image, pose, np.random.default_rng(i))
+        for _ in range(1 + timed):
+            step = np.eye(4)
+            step[2, 3] = 0.05
+            poses = np.stack([pose @ np.linalg.matrix_power(step, k + 1) for k in range(per_chunk)])
+            pose = poses[-1]
+            t1 = time.perf_counter()
+            rollout.step(list(range(num_worlds)), np.repeat(poses[None], num_worlds, axis=0))
+            sync()
+            chunk_seconds.append(time.perf_counter() - t1)
+    steady = float(np.median(chunk_seconds[1:]))
+    video_s = (VIDEO_FRAMES - 1) / FPS
+    seconds_60 = steady * total_chunks
+    return {"world": name, "height": height, "width": width, "dtype": dtype_name, "device": device, "compile": compile,
+            "num_worlds": num_worlds, "chunks_timed": timed, "chunks_per_60s": total_chunks, "extrapolated": timed < total_chunks - 1,
+            "first_chunk_s": chunk_seconds[0], "chunk_s_median": steady, "chunk_seconds": chunk_seconds, "seconds_for_60s": seconds_60,
+            "video_seconds_per_wall_second": num_worlds * video_s / seconds_60, "peak_memory_mb": peak_memory_mb(device)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worlds", nargs="+", default=["small"], choices=sorted(SIZES), help="world sizes")
+    parser.add_argument("--dtypes", nargs="+", default=["float32"], choices=sorted(DTYPES), help="precisions")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    parser.add_argument("--chunks", type=int, default=None, help="time only this many chunks after the first (default: all of the 60 s)")
+    parser.add_argument("--num-worlds", type=int, default=1, help="worlds per batched step")
+    parser.add_argument("--compile", action="store_true", help="also time the compiled streaming pass (model.compiled)")
+    parser.add_argument("--out", default="outputs/bench/realtime.json", help="JSON output path")
+    args = parser.parse_args()
+    if args.chunks is not None and args.chunks < 1:
+        parser.error("--chunks must be >= 1")
+    if args.num_worlds < 1:
+        parser.error("--num-worlds must be >= 1")
+    if args.device not in ("cpu", "cuda") or (args.device == "cuda" and not torch.cuda.is_available()):
+        parser.error(f"--device must be cpu or cuda (with a GPU), got {args.device!r}")
+    warnings.simplefilter("ignore")
+    gpu = torch.cuda.get_device_name() if args.device == "cuda" else None
+    machine = {"processor": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
+               "torch": torch.__version__, "device": args.device, "gpu": gpu}
+    rows = []
+    for name in args.worlds:
+        for dtype in args.dtypes:
+            for compile in (False, True) if args.compile else (False,):
+                rows.append(run(name, dtype, args.device, args.chunks, compile, args.num_worlds))
+                r = rows[-1]
+                print(f"{name} {dtype} compile={compile}: {r['seconds_for_60s']:.1f} s for 60 s", flush=True)
+    print(f"\n60 s of video (961 frames at 16 fps), streaming 4-step generator, stage 1 (DiT + VAE decoder), "
+          f"{args.num_worlds} world(s), {gpu or args.device}, {machine['torch_threads']} torch threads")
+    print(f"{'world':>6} {'size':>10} {'dtype':>9} {'compiled':>8} {'first s':>8} {'chunk s':>8} {'s for 60 s':>11} {'video s / s':>12} {'peak MB':>9} {'timed':>9}")
+    for r in rows:
+        timed = f"{r['chunks_timed']}/{r['chunks_per_60s'] - 1}"
+        print(f"{r['world']:>6} {r['height']}x{r['width']:<5} {r['dtype']:>9} {str(r['compile']):>8} {r['first_chunk_s']:>8.2f} {r['chunk_s_median']:>8.3f} "
+              f"{r['seconds_for_60s']:>11.1f} {r['video_seconds_per_wall_second']:>12.2f} {r['peak_memory_mb']:>9.0f} {timed:>9}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"benchmark": "realtime", "machine": machine, "rows": rows}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
