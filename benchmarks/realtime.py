@@ -53,7 +53,7 @@ def build_world(name: str, device: str, dtype: torch.dtype):
 
     with torch.device(device):
         dit = SanaWMDiT(dit_config("paper"))
-        vae = LTX2VideoVAE(AutoencoderKLLTX2Video())
+        vae = LTX2VideoVAE(AutoencoderKLLTX2Video(spatial_compression_ratio=32, temporal_compression_ratio=8))  # the release's config
     return WorldModel(dit, vae, None, WorldInfo(height=height, width=width, fps=FPS, size="paper")).eval().to(dtype=dtype)
 
 
