@@ -11,7 +11,8 @@ Sharded format (a folder):
   (N, F, H, W) z-depth in metres, and any extra per-clip int64 / float32 arrays (N,).
 
 Every file is written under a temporary name and renamed, and the index is rewritten after each
-shard, so an interrupted run leaves a readable dataset of the shards it finished.
+shard, so an interrupted run leaves a readable dataset of the shards it finished (``model.shards``,
+the layout every sharded folder of ours shares).
 
 Every reader returns items as dicts: ``frames`` uint8 (F, H, W, 3), ``c2w`` float32 (F, 4, 4),
 ``intrinsics`` float32 (F, 4), ``metric_scale`` float32 scalar, ``metric`` bool scalar (whether
@@ -20,50 +21,29 @@ poses are in metres), ``fps`` float32 scalar, and ``depth`` (F, H, W) where the 
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch.utils.data import Dataset
 
-from .atomic import write_text_atomic
 from .camera import read_re10k_cameras
-from .jsonfile import read_json_object
+from .shards import ShardFormat, ShardWriter, open_index, read_shard
 
-FORMAT, VERSION = "sanawm-clips", 1
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 PER_FRAME = ("frames", "c2w", "intrinsics", "depth")
 
 
-_INDEX_FIELDS = {"frames": int, "height": int, "width": int, "fps": (int, float), "num_clips": int, "complete": bool,
-                 "shards": list, "metadata": dict}
-
-
-def read_clip_index(path: Path) -> dict[str, Any]:
-    """The ``index.json`` of a clip folder, checked field by field; errors name the file and the field."""
-    index = read_json_object(path)
-    if index.get("format") != FORMAT or index.get("version") != VERSION:
-        raise ValueError(f"{path}: not a {FORMAT} v{VERSION} index (found {(index.get('format'), index.get('version'))!r})")
-    for key, kind in _INDEX_FIELDS.items():
-        if not isinstance(index.get(key), kind) or (kind is int and isinstance(index[key], bool)):
-            raise ValueError(f"{path}: field {key!r} must be {getattr(kind, '__name__', 'a number')}, got {index.get(key)!r}")
+def _check_sizes(path: Path, index: dict[str, Any]) -> None:
     for key in ("frames", "height", "width", "fps"):
         if index[key] <= 0:
             raise ValueError(f"{path}: field {key!r} must be positive, got {index[key]!r}")
-    for i, shard in enumerate(index["shards"]):
-        if not (isinstance(shard, dict) and isinstance(shard.get("file"), str) and isinstance(shard.get("clips"), int) and shard["clips"] > 0):
-            raise ValueError(f"{path}: shards[{i}] must be {{'file': str, 'clips': positive int}}, got {shard!r}")
-        if not (path.parent / shard["file"]).is_file():
-            raise FileNotFoundError(f"{path}: shards[{i}] names {shard['file']}, which is not in {path.parent}")
-    if index["num_clips"] != sum(s["clips"] for s in index["shards"]):
-        raise ValueError(f"{path}: num_clips is {index['num_clips']} but the shards hold {sum(s['clips'] for s in index['shards'])}")
-    return index
+
+
+CLIPS = ShardFormat("sanawm-clips", 1, "clips", "sanawm data generate", "sanawm data generate --resume",
+                    {"frames": int, "height": int, "width": int, "fps": (int, float), "metadata": dict}, _check_sizes)
 
 
 CLIP_KEYS = ("frames", "c2w", "intrinsics", "metric_scale")  # what every clip shard holds (besides extras)
@@ -72,19 +52,7 @@ CLIP_KEYS = ("frames", "c2w", "intrinsics", "metric_scale")  # what every clip s
 def read_shard_row(path: Path, row: int, required: tuple[str, ...]) -> dict[str, torch.Tensor]:
     """Every array of row ``row`` of the safetensors shard ``path``; a damaged shard, a missing
     ``required`` array or a short one fails with the path."""
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            keys = set(f.keys())
-            missing = sorted(set(required) - keys)
-            if missing:
-                raise ValueError(f"{path}: the shard has no {missing} (it holds {sorted(keys)})")
-            slices = {k: f.get_slice(k) for k in sorted(keys)}
-            short = sorted(k for k, v in slices.items() if v.get_shape()[0] <= row)
-            if short:
-                raise ValueError(f"{path}: row {row} is past the end of {short}; the index and the shard disagree")
-            return {k: v[row] for k, v in slices.items()}
-    except (SafetensorError, OSError) as e:
-        raise ValueError(f"{path}: not a readable safetensors shard ({e})") from e
+    return read_shard(path, required, lambda key: row)
 
 
 class ClipShardWriter:
@@ -106,49 +74,21 @@ class ClipShardWriter:
         metadata: dict[str, Any] | None = None,
         resume: bool = False,
     ) -> None:
-        for name, value in (("frames", frames), ("height", height), ("width", width), ("clips_per_shard", clips_per_shard)):
+        for name, value in (("frames", frames), ("height", height), ("width", width)):
             if not isinstance(value, (int, np.integer)) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if not fps > 0:
             raise ValueError(f"fps must be positive, got {fps!r}")
-        self.out_dir = Path(out_dir)
         self.frames, self.height, self.width, self.fps = int(frames), int(height), int(width), float(fps)
-        self.clips_per_shard = int(clips_per_shard)
-        self.metadata = dict(metadata or {})
-        self.shards: list[dict[str, Any]] = []
-        self._pending: list[dict[str, np.ndarray]] = []
-        if (self.out_dir / "index.json").exists():
-            self._continue(resume)
-        elif self.out_dir.exists() and any(self.out_dir.iterdir()):
-            raise FileExistsError(f"{self.out_dir} is not empty and holds no dataset of ours (no index.json); "
-                                  "choose a new or empty folder, nothing in it is overwritten")
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        settings = {"frames": self.frames, "height": self.height, "width": self.width, "fps": self.fps, "metadata": dict(metadata or {})}
+        self._writer = ShardWriter(out_dir, CLIPS, settings, clips_per_shard, resume)
+        self.out_dir = self._writer.out_dir
+        self._fields: set[str] | None = None
 
     @property
     def num_clips(self) -> int:
         """Clips written so far (a resumed dataset starts with those of its finished shards)."""
-        return sum(s["clips"] for s in self.shards) + len(self._pending)
-
-    def _continue(self, resume: bool) -> None:
-        """Take up the interrupted dataset in ``out_dir``: the same settings, its finished shards kept."""
-        path = self.out_dir / "index.json"
-        index = read_clip_index(path)
-        if index["complete"]:
-            raise FileExistsError(f"{self.out_dir} already holds a complete dataset ({index['num_clips']} clips); choose another folder")
-        if not resume:
-            raise FileExistsError(f"{self.out_dir} holds an interrupted dataset ({index['num_clips']} clips so far); "
-                                  "continue it with resume (`sanawm data generate --resume`) or choose another folder")
-        mine = {"frames": self.frames, "height": self.height, "width": self.width, "fps": self.fps, "metadata": self.metadata}
-        for key, value in mine.items():
-            value = json.loads(json.dumps(value))  # as the index holds it: tuples become lists
-            if index[key] != value:
-                raise ValueError(f"{path}: cannot resume: it was written with {key}={index[key]!r}, this run has {value!r}")
-        if any(s["clips"] != self.clips_per_shard for s in index["shards"]):
-            raise ValueError(f"{path}: cannot resume: its shards hold {[s['clips'] for s in index['shards']]} clips, "
-                             f"this run writes {self.clips_per_shard} per shard")
-        for stale in self.out_dir.glob("*.tmp"):  # a shard the interruption cut short
-            stale.unlink()
-        self.shards = list(index["shards"])
+        return self._writer.num_items
 
     def add(
         self,
@@ -185,49 +125,19 @@ class ClipShardWriter:
             clip["depth"] = depth.astype(np.float16)
         for key, value in extra.items():
             clip[key] = np.asarray(value, dtype=np.int64 if isinstance(value, (int, np.integer)) else np.float32)
-        if self._pending and clip.keys() != self._pending[0].keys():
-            raise ValueError(f"every clip of a shard needs the same fields; got {sorted(clip)} after {sorted(self._pending[0])}")
-        self._pending.append(clip)
-        if len(self._pending) == self.clips_per_shard:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        name = f"shard-{len(self.shards):05d}.safetensors"
-        tensors = {k: torch.from_numpy(np.stack([c[k] for c in self._pending])) for k in self._pending[0]}
-        tmp = self.out_dir / (name + ".tmp")
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "version": str(VERSION)})
-        os.replace(tmp, self.out_dir / name)
-        self.shards.append({"file": name, "clips": len(self._pending)})
-        self._pending = []
-        self._write_index(complete=False)
-
-    def _write_index(self, complete: bool) -> None:
-        index = {
-            "format": FORMAT,
-            "version": VERSION,
-            "frames": self.frames,
-            "height": self.height,
-            "width": self.width,
-            "fps": self.fps,
-            "num_clips": sum(s["clips"] for s in self.shards),
-            "complete": complete,
-            "shards": self.shards,
-            "metadata": self.metadata,
-        }
-        write_text_atomic(self.out_dir / "index.json", json.dumps(index, indent=2))
+        if self._fields is not None and clip.keys() != self._fields:
+            raise ValueError(f"every clip of a dataset needs the same fields; got {sorted(clip)} after {sorted(self._fields)}")
+        self._fields = set(clip)
+        self._writer.add(clip)
 
     def close(self) -> Path:
         """Write the last shard and mark the dataset complete; returns the folder."""
-        self._flush()
-        self._write_index(complete=True)
-        return self.out_dir
+        return self._writer.close()
 
     def __enter__(self) -> ClipShardWriter:
         return self
 
-    def __exit__(self, exc_type, *_: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: Any) -> None:
         if exc_type is None:
             self.close()
 
@@ -262,13 +172,7 @@ class ClipDataset(Dataset):
     def __init__(self, root: str | Path, clip_frames: int | None = None, frame_stride: int = 1, random_window: bool = False,
                  allow_incomplete: bool = False) -> None:
         self.root = Path(root)
-        index_path = self.root / "index.json"
-        if not index_path.exists():
-            raise FileNotFoundError(f"{self.root} has no index.json; is it a folder written by `sanawm data generate`?")
-        self.index = read_clip_index(index_path)
-        if not self.index["complete"] and not allow_incomplete:
-            raise ValueError(f"{self.root}: an interrupted dataset ({self.index['num_clips']} clips so far); finish it with "
-                             "`sanawm data generate --resume` (same arguments) or read it as it is with allow_incomplete=True")
+        self.index = open_index(self.root, CLIPS, allow_incomplete)
         _check_window(clip_frames, frame_stride)
         self.fps = float(self.index["fps"]) / frame_stride
         self._window = (clip_frames, frame_stride, random_window)
