@@ -26,15 +26,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
-
-def _world_info(merged: dict[str, Any], i: int) -> dict[str, Any]:
-    """World ``i``'s own info from Gymnasium's merged vector info (``key`` stacked, ``_key`` its mask)."""
-    info = {}
-    for key, value in merged.items():
-        if key.startswith("_") or not merged.get(f"_{key}", np.zeros(i + 1, bool))[i]:
-            continue
-        info[key] = _world_info(value, i) if isinstance(value, dict) else value[i]
-    return info
+from .vector import make_vector_env, world_info
 
 
 class SB3VecEnv(VecEnv):
@@ -61,7 +53,7 @@ class SB3VecEnv(VecEnv):
             raise ValueError("set_options: the worlds of one batched env reset with one options dict, got different ones per world")
         seeds = None if all(s is None for s in self._seeds) else list(self._seeds)
         obs, infos = self.venv.reset(seed=seeds, options=options[0] or None)
-        self.reset_infos = [_world_info(infos, i) for i in range(self.num_envs)]
+        self.reset_infos = [world_info(infos, i) for i in range(self.num_envs)]
         self._reset_seeds()
         self._reset_options()
         return obs
@@ -74,7 +66,7 @@ class SB3VecEnv(VecEnv):
         dones = terminated | truncated
         infos = []
         for i in range(self.num_envs):
-            info = _world_info(merged, i)
+            info = world_info(merged, i)
             final_obs, final_info = info.pop("final_obs", None), info.pop("final_info", None)
             if dones[i]:
                 self.reset_infos[i] = info
@@ -122,14 +114,6 @@ class SB3VecEnv(VecEnv):
 
 
 def make_vec_env(env_id: str, num_envs: int, **env_kwargs: Any) -> SB3VecEnv:
-    """``num_envs`` worlds of ``env_id`` as an SB3 ``VecEnv``: ``SanaWM-v0`` batched in one model
-    (``SanaWMVectorEnv``, its time limit included), other ids (``SanaWM-GT-v0``) as Gymnasium's
-    ``SyncVectorEnv`` of ``gym.make`` envs. ``env_kwargs`` go to the env."""
-    spec = gym.spec(env_id)
-    if spec.vector_entry_point is not None:
-        venv = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point",
-                            autoreset_mode=AutoresetMode.SAME_STEP, **env_kwargs)
-    else:
-        venv = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
-                            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}, **env_kwargs)
-    return SB3VecEnv(venv)
+    """``num_envs`` worlds of ``env_id`` as an SB3 ``VecEnv`` (``sanawm_env.vector.make_vector_env`` in
+    SB3's autoreset mode: ``SanaWM-v0`` batched in one model, ``SanaWM-GT-v0`` as a sync env)."""
+    return SB3VecEnv(make_vector_env(env_id, num_envs, AutoresetMode.SAME_STEP, **env_kwargs))

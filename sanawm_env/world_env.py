@@ -22,6 +22,7 @@ from .common import (CAMERA_RADIUS, RENDER_FPS, action_space, check_action, chec
 from .render import render
 from .scene import Scene, generate_scene
 from .tasks import TaskContext, make_task, task_observation, task_observation_space
+from .vector import RaggedInfo
 
 RESET_OPTIONS = ("image", "prompt", "scene_seed", "pose", "resize")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -276,7 +277,7 @@ class SanaWMEnv(_WorldEnvBase, gym.Env[np.ndarray, np.ndarray]):
         self.np_random = self.worlds.slots[0].rng
 
 
-class SanaWMVectorEnv(_WorldEnvBase, gym.vector.VectorEnv):
+class SanaWMVectorEnv(RaggedInfo, _WorldEnvBase, gym.vector.VectorEnv):
     """``num_envs`` learned worlds stepped in one batched forward (``gym.make_vec("SanaWM-v0", num_envs=N)``).
 
     Autoreset follows Gymnasium's next-step mode by default: the step after a world ends resets it
@@ -365,26 +366,11 @@ class SanaWMVectorEnv(_WorldEnvBase, gym.vector.VectorEnv):
         return np.stack(observations)
 
     def _merge(self, infos: list[dict[str, Any]]) -> dict[str, Any]:
-        """Gymnasium's merge: ``key`` stacked over the worlds, ``_key`` the mask of those that have it.
-
-        Its stacking assumes every world's array has one shape; a world reset within ``step`` has
-        one frame where the others have a step's worth, so an array key whose shapes differ between
-        the worlds becomes an object array of each world's own array."""
-        shapes: dict[str, set] = {}
-        for info in infos:
-            for key, value in info.items():
-                if isinstance(value, np.ndarray):
-                    shapes.setdefault(key, set()).add(value.shape)
-        ragged = {key for key, found in shapes.items() if len(found) > 1}
+        """Gymnasium's merge (``key`` stacked over the worlds, ``_key`` the mask of those that have
+        it), with a ragged key as an object array (``sanawm_env.vector.RaggedInfo``)."""
         merged: dict[str, Any] = {}
         for i, info in enumerate(infos):
-            merged = self._add_info(merged, {k: v for k, v in info.items() if k not in ragged}, i)
-        for key in ragged:
-            values, mask = np.full(self.num_envs, None, dtype=object), np.zeros(self.num_envs, dtype=bool)
-            for i, info in enumerate(infos):
-                if key in info:
-                    values[i], mask[i] = info[key], True
-            merged[key], merged[f"_{key}"] = values, mask
+            merged = self._add_info(merged, info, i)
         return merged
 
     def render(self) -> tuple[np.ndarray, ...] | None:

@@ -75,3 +75,21 @@ def test_ppo_multi_input_policy_learns_on_the_batched_world():
     assert model.num_timesteps >= 48
     action, _ = model.predict(venv.reset(), deterministic=True)
     assert action.shape == (2, 6)
+
+
+def test_ground_truth_worlds_that_end_apart_merge_their_infos():
+    from gymnasium.vector import AutoresetMode
+
+    from sanawm_env.vector import SyncWorlds
+
+    # One world ends at step 2, the other at 3: the reset world's one-frame info meets a step's worth.
+    def make(limit):
+        return lambda: gym.make("SanaWM-GT-v0", height=32, width=32, frames_per_step=2, max_episode_steps=limit)
+
+    venv = SB3VecEnv(SyncWorlds([make(2), make(3)], autoreset_mode=AutoresetMode.SAME_STEP))
+    venv.reset()
+    steps = [venv.step(np.zeros((2, 6), np.float32)) for _ in range(3)]
+    assert [s[2].tolist() for s in steps] == [[False, False], [True, False], [False, True]]
+    ended, going_on = steps[1][3]
+    assert ended["poses"].shape == going_on["poses"].shape == (2, 4, 4) and "terminal_observation" in ended
+    assert [info["poses"].shape for info in venv.reset_infos] == [(1, 4, 4), (1, 4, 4)]
