@@ -59,10 +59,11 @@ class EvaluateConfig:
 
 
 def make_policy(name: str, seed: int, device: str = "cpu", planner: dict[str, Any] | None = None) -> Any:
-    """``random``, ``expert``, ``planner`` (``agents.planning.Planner(**planner)``) or the path of a PPO ``model.zip``."""
+    """``random``, ``expert`` (also called ``scripted``), ``planner`` (``agents.planning.Planner(**planner)``)
+    or the path of a PPO ``model.zip``."""
     if name == "random":
         return RandomPolicy(seed)
-    if name == "expert":
+    if name in ("expert", "scripted"):
         return GoalExpert()
     if name == "planner":
         return Planner(seed=seed, **(planner or {}))

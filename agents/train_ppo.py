@@ -69,8 +69,13 @@ class GoalMetrics(BaseCallback):
         return True
 
 
-def train(cfg: TrainPPOConfig) -> Path:
-    """Train, save ``model.zip`` and ``summary.json`` in a new run folder; returns the folder."""
+def _policy_kind(space: gym.Space) -> str:
+    """SB3's policy for ``space``: ``MultiInputPolicy`` for a Dict observation (goal tasks), else ``CnnPolicy``."""
+    return "MultiInputPolicy" if isinstance(space, gym.spaces.Dict) else "CnnPolicy"
+
+
+def make_ppo(cfg: TrainPPOConfig, folder: Path) -> Any:
+    """The SB3 PPO model of ``cfg`` on its batched env (``VecMonitor`` over ``make_vec_env``), logging under ``folder/tb``."""
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import VecMonitor
 
@@ -79,19 +84,27 @@ def train(cfg: TrainPPOConfig) -> Path:
 
     venv = VecMonitor(make_vec_env(cfg.env, cfg.num_envs, task=cfg.task, task_kwargs=cfg.task_kwargs,
                                    max_episode_steps=cfg.max_episode_steps, **cfg.env_kwargs))
-    folder = run_folder(cfg.out, cfg.env, cfg.task, cfg.exp_name, cfg.seed, cfg)
-    policy = "MultiInputPolicy" if isinstance(venv.observation_space, gym.spaces.Dict) else "CnnPolicy"
-    model = PPO(policy, venv, learning_rate=cfg.learning_rate, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
-                gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, clip_range=cfg.clip_range, ent_coef=cfg.ent_coef, seed=cfg.seed,
-                device=cfg.device, tensorboard_log=str(folder / "tb"), verbose=0)
+    return PPO(_policy_kind(venv.observation_space), venv, learning_rate=cfg.learning_rate, n_steps=cfg.n_steps,
+               batch_size=cfg.batch_size, n_epochs=cfg.n_epochs, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, clip_range=cfg.clip_range, ent_coef=cfg.ent_coef, seed=cfg.seed,
+               device=cfg.device, tensorboard_log=str(folder / "tb"), verbose=0)
+
+
+def learn(model: Any, cfg: TrainPPOConfig, folder: Path) -> Path:
+    """Run PPO for ``cfg.total_timesteps``, save ``model.zip`` and ``summary.json`` in ``folder``; returns it."""
     model.learn(cfg.total_timesteps, callback=GoalMetrics(), tb_log_name="ppo")
     model.save(folder / "model.zip")
     episodes = list(model.ep_info_buffer)
-    summary = {"run": folder.name, "timesteps": int(model.num_timesteps), "policy": policy,
+    summary = {"run": folder.name, "timesteps": int(model.num_timesteps), "policy": _policy_kind(model.observation_space),
                "recent_episodes": len(episodes), "recent_return": float(np.mean([e["r"] for e in episodes])) if episodes else None}
     (folder / "summary.json").write_text(json.dumps(summary, indent=2))
-    venv.close()
+    model.get_env().close()
     return folder
+
+
+def train(cfg: TrainPPOConfig) -> Path:
+    """Train, save ``model.zip`` and ``summary.json`` in a new run folder; returns the folder."""
+    folder = run_folder(cfg.out, cfg.env, cfg.task, cfg.exp_name, cfg.seed, cfg)
+    return learn(make_ppo(cfg, folder), cfg, folder)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -169,6 +169,8 @@ def _reset(env):
 
 
 def file_cases(tmp: Path) -> list[tuple[str, Callable, str]]:
+    from agents.rollout_data import RolloutDataset
+    from agents.rollouts import collect_rollouts
     from model.camera import read_re10k_cameras
     from model.checkpoint import load_model
     from model.checkpoint_io import load_state_dict, reference_config
@@ -225,6 +227,22 @@ def file_cases(tmp: Path) -> list[tuple[str, Callable, str]]:
         ("clip frame_stride 0", lambda: ClipDataset(clips, frame_stride=0), "frame_stride"),
         ("latent folder given a clip folder", lambda: LatentDataset(clips), "index.json"),
         ("latent folder missing", lambda: LatentDataset(tmp / "nothing"), "nothing"),
+    ]
+
+    def damaged_rollouts(edit: Callable[[Path], None]) -> Callable[[], object]:
+        return damaged(rollouts, edit, lambda f: RolloutDataset(f)[1])
+
+    rollouts = collect_rollouts(tmp / "rollouts", "random", 2, env="SanaWM-GT-v0", task="explore", num_worlds=2, max_steps=2,
+                                env_kwargs={"height": 16, "width": 16, "frames_per_step": 2}, progress=False)
+    rollout_index = json.loads((rollouts / "index.json").read_text())
+    for field, value in (("version", 2), ("num_episodes", 9), ("observation", "image"), ("complete", False)):
+        cases.append((f"rollout index.json {field}={value!r}",
+                      damaged_rollouts(lambda f, k=field, v=value: (f / "index.json").write_text(json.dumps({**rollout_index, k: v}))), str(tmp)))
+    cases += [
+        ("rollout data set with no episodes",
+         damaged_rollouts(lambda f: (f / "index.json").write_text(json.dumps({**rollout_index, "num_episodes": 0, "shards": []}))), "index.json"),
+        ("rollout shard truncated", damaged_rollouts(lambda f: _truncate(f / "shard-00000.safetensors")), "shard-00000"),
+        ("rollout folder missing", lambda: RolloutDataset(tmp / "nothing"), "nothing"),
     ]
     good_camera = "1000 0.5 0.9 0.5 0.5 0 0 1 0 0 0 0 1 0 0 0 0 1 0"
     re10k = {

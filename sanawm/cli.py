@@ -6,6 +6,7 @@
     sanawm eval [key=value ...]          a world against the ground truth -> table, JSON, plots, videos
     sanawm annotate INPUT... --out DIR   metric camera poses of your own videos -> RealEstate10K-style clips
     sanawm quantize --format F --out DIR a world with its DiT in fp8, int8 or nvfp4 (nvidia-modelopt)
+    sanawm rollouts --policy P --episodes N --out DIR   a policy's episodes in batched worlds -> an offline data set
 """
 
 from __future__ import annotations
@@ -215,6 +216,32 @@ def _annotate(args: argparse.Namespace) -> int:
     return run_reporting("annotate", run)
 
 
+def _key_values(pairs: list[str], option: str) -> dict[str, Any]:
+    """``KEY=VALUE`` arguments as a dict, each value read as YAML (``64`` an int, ``tiny`` a string)."""
+    import yaml
+
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{option} takes KEY=VALUE pairs (e.g. height=64), got {pair!r}")
+        values[key] = yaml.safe_load(value)
+    return values
+
+
+def _rollouts(args: argparse.Namespace) -> int:
+    def run() -> None:
+        from agents.rollouts import collect_rollouts
+
+        out = collect_rollouts(args.out, args.policy, args.episodes, env=args.env, task=args.task,
+                               task_kwargs=_key_values(args.task_kwargs, "--task-kwargs"), env_kwargs=_key_values(args.env_kwargs, "--env-kwargs"),
+                               num_worlds=args.num_worlds, seed=args.seed, max_steps=args.max_steps,
+                               episodes_per_shard=args.episodes_per_shard, resume=args.resume)
+        print(f"wrote {args.episodes} episodes to {out}")
+
+    return run_reporting("rollouts", run)
+
+
 def _quantize(args: argparse.Namespace) -> int:
     from .quantize import main as quantize_main
 
@@ -301,6 +328,21 @@ def build_parser() -> argparse.ArgumentParser:
     quant.add_argument("--seed", type=int, default=0, help="seed of the calibration rollouts")
     quant.add_argument("--device", default="cpu", help="where calibration runs (cpu, cuda, cuda:1, ...)")
     quant.set_defaults(func=_quantize)
+
+    ro = sub.add_parser("rollouts", help="run a policy in batched worlds and write its episodes as an offline data set (docs/rollouts.md)")
+    ro.add_argument("--policy", required=True, help="scripted (the goal expert), random, or the path of a PPO model.zip (agents.train_ppo)")
+    ro.add_argument("--episodes", type=_positive_int, required=True, help="number of episodes; episode k resets with seed + k")
+    ro.add_argument("--out", required=True, help="output folder: new or empty (or an interrupted run of ours, with --resume)")
+    ro.add_argument("--env", default="SanaWM-v0", choices=["SanaWM-v0", "SanaWM-GT-v0"], help="the learned world or the ground truth")
+    ro.add_argument("--task", default="pointgoal", help="pointgoal, imagegoal, explore or free")
+    ro.add_argument("--task-kwargs", nargs="*", default=[], metavar="KEY=VALUE", help="the task's arguments, e.g. max_distance=3")
+    ro.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE", help="more gym.make arguments, e.g. size=tiny height=32 checkpoint=DIR")
+    ro.add_argument("--num-worlds", type=_positive_int, default=4, help="episodes stepped together (one batched forward in SanaWM-v0)")
+    ro.add_argument("--seed", type=int, default=0, help="base seed")
+    ro.add_argument("--max-steps", type=_positive_int, default=80, help="per-episode time limit in steps")
+    ro.add_argument("--episodes-per-shard", type=_positive_int, default=None, help="a multiple of --num-worlds (default: about 64)")
+    ro.add_argument("--resume", action="store_true", help="continue an interrupted run in --out (same arguments) after its last finished shard")
+    ro.set_defaults(func=_rollouts)
     return parser
 
 
