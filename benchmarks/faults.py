@@ -207,6 +207,8 @@ def file_cases(tmp: Path) -> list[tuple[str, Callable, str]]:
         ("world dit.safetensors truncated", damaged_world("t", lambda f: _truncate(f / "dit.safetensors")), "dit.safetensors"),
         ("world dit.safetensors holds the VAE", damaged_world("k", lambda f: shutil.copy(f / "vae.safetensors", f / "dit.safetensors")), "dit.safetensors"),
         ("world refiner.safetensors holds the DiT", damaged_world("r", lambda f: shutil.copy(f / "dit.safetensors", f / "refiner.safetensors")), "refiner.safetensors"),
+        ("world collision.safetensors not a model", damaged_world("c", lambda f: _write(f / "collision.safetensors", b"junk")), "collision.safetensors"),
+        ("world collision.safetensors holds the VAE", damaged_world("v", lambda f: shutil.copy(f / "vae.safetensors", f / "collision.safetensors")), "collision.safetensors"),
         ("world of another size's VAE", damaged_world("s", lambda f: save_world(tmp / "small-vae", fresh_world("small", 32, 32, refiner=False))
                                                        and shutil.copy(tmp / "small-vae" / "vae.safetensors", f / "vae.safetensors")), str(tmp)),
         ("model file not safetensors", lambda: load_model(_write(tmp / "junk.safetensors", b"junk")), "junk.safetensors"),

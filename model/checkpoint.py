@@ -17,6 +17,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .checkpoint_io import load_strict
+from .collision import CollisionConfig, CollisionPredictor
 from .config import DiTConfig
 from .dit import SanaWMDiT
 from .refiner import RefinerConfig, SanaWMRefiner
@@ -27,6 +28,7 @@ VERSION = 1
 
 # kind -> (model class, config class); a model is built as cls(config).
 KINDS: dict[str, tuple[type[nn.Module], type]] = {
+    "collision": (CollisionPredictor, CollisionConfig),
     "dit": (SanaWMDiT, DiTConfig),
     "refiner": (SanaWMRefiner, RefinerConfig),
     "vae": (CausalVideoVAE, VAEConfig),

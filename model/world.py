@@ -1,10 +1,12 @@
-"""A world model bundle: the DiT, the VAE and (optionally) the refiner, saved as one folder.
+"""A world model bundle: the DiT, the VAE and, optionally, the refiner and the collision predictor,
+saved as one folder.
 
     world/
       world.json            image size, fps and field of view the world was trained at; the quantization format
       dit.safetensors       model files (model.checkpoint)
       vae.safetensors
       refiner.safetensors   optional
+      collision.safetensors optional: the collision predictor (model.collision) SanaWM-v0 stops the camera with
       dit-quantizers.pt     a quantized world's DiT quantizers (model.quantization; their ranges are in dit.safetensors)
 """
 
@@ -23,6 +25,7 @@ import torch
 import torch.nn as nn
 
 from .checkpoint import load_model, save_model
+from .collision import CollisionPredictor
 from .jsonfile import read_json_object
 from .dit import SanaWMDiT
 from .quantization import FORMATS, QUANTIZERS_FILE, quantized_layers, restore_quantizers, save_quantizers
@@ -46,7 +49,8 @@ class WorldInfo:
 
 
 class WorldModel(nn.Module):
-    def __init__(self, dit: SanaWMDiT, vae: CausalVideoVAE, refiner: SanaWMRefiner | None, info: WorldInfo) -> None:
+    def __init__(self, dit: SanaWMDiT, vae: CausalVideoVAE, refiner: SanaWMRefiner | None, info: WorldInfo,
+                 collision: CollisionPredictor | None = None) -> None:
         super().__init__()
         if dit.config.in_channels != vae.latent_channels:
             raise ValueError(f"the DiT takes {dit.config.in_channels} latent channels but the VAE makes {vae.latent_channels}")
@@ -54,7 +58,10 @@ class WorldModel(nn.Module):
             raise ValueError(f"the DiT's Plucker maps cover {dit.config.temporal_stride} raw frames per latent frame, the VAE {vae.temporal_stride}")
         if info.height % vae.spatial_stride or info.width % vae.spatial_stride:
             raise ValueError(f"image size {info.height} x {info.width} must be divisible by the VAE's spatial stride {vae.spatial_stride}")
-        self.dit, self.vae, self.refiner, self.info = dit, vae, refiner, info
+        if collision is not None and (collision.config.height, collision.config.width) != (info.height, info.width):
+            raise ValueError(f"the collision predictor reads {collision.config.height} x {collision.config.width} frames, "
+                             f"the world makes {info.height} x {info.width}")
+        self.dit, self.vae, self.refiner, self.info, self.collision = dit, vae, refiner, info, collision
 
 
 def fresh_world(size: str = "small", height: int = 64, width: int = 64, seed: int = 0, refiner: bool = True) -> WorldModel:
@@ -86,6 +93,8 @@ def save_world(path: str | Path, world: WorldModel) -> Path:
         save_model(tmp / "vae.safetensors", world.vae)
         if world.refiner is not None:
             save_model(tmp / "refiner.safetensors", world.refiner)
+        if world.collision is not None:
+            save_model(tmp / "collision.safetensors", world.collision)
         (tmp / "world.json").write_text(json.dumps(asdict(world.info), indent=2))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -138,8 +147,11 @@ def load_world(path: str | Path, map_location: str = "cpu") -> WorldModel:
     quantized = None if info.quantization is None else partial(restore_quantizers, path=path / QUANTIZERS_FILE, fmt=info.quantization)
     dit = load_model(path / "dit.safetensors", map_location=map_location, kind="dit", prepare=quantized)
     vae = load_model(path / "vae.safetensors", map_location=map_location, kind="vae")
+    collision = None
+    if (path / "collision.safetensors").exists():
+        collision = load_model(path / "collision.safetensors", map_location=map_location, kind="collision")
     try:
-        return WorldModel(dit, vae, refiner, info).eval()
+        return WorldModel(dit, vae, refiner, info, collision).eval()
     except ValueError as e:
         raise ValueError(f"{path}: its parts do not fit together: {e}") from e
 

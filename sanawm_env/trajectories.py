@@ -196,19 +196,26 @@ def revisit_loop(scene: Scene, rng: np.random.Generator, frames: int, fps: float
     return np.stack(poses[:frames])
 
 
-def move_camera(scene: Scene, start: np.ndarray, delta: np.ndarray, frames: int, radius: float = CAMERA_RADIUS) -> tuple[np.ndarray, bool]:
+def move_camera_frames(scene: Scene, start: np.ndarray, delta: np.ndarray, frames: int,
+                       radius: float = CAMERA_RADIUS) -> tuple[np.ndarray, np.ndarray]:
     """The poses (frames, 4, 4) of one env step: the 6-DoF camera-frame ``delta`` (metres, radians)
     spread evenly over ``frames`` raw frames from ``start``; geometry stops the camera and it slides on.
-    Returns the poses and whether it hit anything."""
+    Returns the poses and, per frame (frames,), whether the move into it hit anything."""
     increments = delta_steps(torch.from_numpy(np.asarray(delta, dtype=np.float64)), frames).numpy()
-    poses, current, collided = [], start, False
+    poses, hits, current = [], [], start
     for inc in increments:
         nxt = current @ inc
         nxt[:3, 3], hit = scene.resolve_motion(current[:3, 3], nxt[:3, 3], radius)
-        collided |= hit
+        hits.append(hit)
         poses.append(nxt)
         current = nxt
-    return np.stack(poses), collided
+    return np.stack(poses), np.array(hits)
+
+
+def move_camera(scene: Scene, start: np.ndarray, delta: np.ndarray, frames: int, radius: float = CAMERA_RADIUS) -> tuple[np.ndarray, bool]:
+    """``move_camera_frames`` with one verdict for the step: the poses and whether it hit anything."""
+    poses, hits = move_camera_frames(scene, start, delta, frames, radius)
+    return poses, bool(hits.any())
 
 
 def agent_steps(scene: Scene, rng: np.random.Generator, frames: int, fps: float = 16.0) -> np.ndarray:

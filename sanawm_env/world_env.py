@@ -46,7 +46,7 @@ class _WorldEnvBase:
     """Construction, reset and step logic shared by the single and the vector env."""
 
     def _setup(self, num: int, checkpoint, size, height, width, device, dtype, steps, window, refine_every, refine_window,
-               max_translation, max_rotation, fov_deg, task, task_kwargs, timings, threads) -> None:
+               max_translation, max_rotation, fov_deg, task, task_kwargs, timings, threads, collisions) -> None:
         check_positive_int("height", height)
         check_positive_int("width", width)
         check_positive_int("steps", steps)
@@ -61,6 +61,12 @@ class _WorldEnvBase:
             check_nonnegative_int("window", window)
         device = check_device(device)
         world = _world(checkpoint, size, height, width)
+        if collisions not in (None, True, False):
+            raise ValueError(f"collisions must be None (on when the world has a collision predictor), True or False, got {collisions!r}")
+        if collisions and world.collision is None:
+            raise ValueError("collisions=True needs a world with a collision predictor (collision.safetensors in its folder; "
+                             "agents.train_collision trains one)")
+        self.collisions = world.collision is not None if collisions is None else collisions
         fov_deg = check_fov(world.info.fov_deg if fov_deg is None else fov_deg)  # None: the field of view it was trained at
         intrinsics = intrinsics_from_fov(fov_deg, height, width).float()
         self.worlds = WorldRollout(world, num, intrinsics, steps, window, refine_every, refine_window, device, DTYPES[dtype])
@@ -122,10 +128,13 @@ class _WorldEnvBase:
         info.update(self.tasks[i].reset(pose, context))
         return info
 
-    def _camera_path(self, start: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    def _camera_path(self, start: np.ndarray, delta: np.ndarray, moving: int | None = None) -> np.ndarray:
         """Poses (F, 4, 4) of the step's raw frames: the 6-DoF ``delta`` (metres, radians) spread
-        evenly over them from the ``start`` pose."""
+        evenly over them from the ``start`` pose; with ``moving``, only the first ``moving`` frames
+        translate (the camera stops at a contact and goes on turning, as a sphere stopped by a wall)."""
         increments = delta_steps(torch.from_numpy(delta), self.frames_per_step).numpy()
+        if moving is not None:
+            increments[moving:, :3, 3] = 0.0
         poses = np.empty((self.frames_per_step, 4, 4))
         pose = start
         for k, increment in enumerate(increments):
@@ -133,18 +142,32 @@ class _WorldEnvBase:
             poses[k] = pose
         return poses
 
+    def _contacts(self, indices: list[int], deltas: np.ndarray) -> list[int | None]:
+        """Per world, the raw frames that move before the contact the collision predictor foresees for
+        its motion ``deltas`` (n, 6) from its current frame; None where it foresees none (or is off)."""
+        if not self.collisions:
+            return [None] * len(indices)
+        images = torch.from_numpy(np.stack([self._obs[i] for i in indices])).to(self.worlds.device)
+        gravity = torch.from_numpy(np.stack([self.worlds.slots[i].pose[1, :3] for i in indices])).to(self.worlds.device)  # world +y, camera frame
+        predictor = self.worlds.world.collision
+        with torch.inference_mode(), self.thread_policy.scope():
+            prob, free = predictor.predict(images, gravity, torch.from_numpy(deltas).to(self.worlds.device))
+        return [round(float(f) * self.frames_per_step) if p >= predictor.config.threshold else None for p, f in zip(prob, free)]
+
     def _step_worlds(self, indices: list[int], actions: np.ndarray) -> list[tuple[np.ndarray, float, bool, dict]]:
-        poses = np.stack([self._camera_path(self.worlds.slots[i].pose, check_action(a) * self.step_scale)
-                          for i, a in zip(indices, actions)])
+        deltas = np.stack([check_action(a) * self.step_scale for a in actions])
+        moving = self._contacts(indices, deltas)
+        poses = np.stack([self._camera_path(self.worlds.slots[i].pose, d, m) for i, d, m in zip(indices, deltas, moving)])
         with torch.inference_mode(), self.thread_policy.scope():
             out = self.worlds.step(indices, poses)
         results = []
         for row, i in enumerate(indices):
             self._steps[i] += 1
             self._obs[i] = out.frames[row, -1]
-            reward, terminated, task_info = self.tasks[i].step(poses[row], False)
+            collision = moving[row] is not None
+            reward, terminated, task_info = self.tasks[i].step(poses[row], collision)
             info = {"pose": poses[row, -1].astype(np.float32), "poses": poses[row].astype(np.float32),
-                    "frames": out.frames[row], "collision": False, "refined": bool(out.refined[row]),
+                    "frames": out.frames[row], "collision": collision, "refined": bool(out.refined[row]),
                     "step": self._steps[i], "intrinsics": self.worlds.intrinsics.numpy().copy()}
             if self.timings:
                 info["seconds"] = out.seconds
@@ -207,9 +230,19 @@ class SanaWMEnv(_WorldEnvBase, gym.Env[np.ndarray, np.ndarray]):
 
     ## Info
     ``frames`` (F, H, W, 3) and ``poses`` (F, 4, 4) of the step's raw frames, ``pose``, ``refined``
-    (the refiner ran on this chunk), ``intrinsics``, ``collision`` (always False: an imagined world
-    has no geometry to hit), ``step``, the task's entries, and ``seconds`` (generation time per world)
-    with ``timings=True`` (off by default: timings differ between identical runs).
+    (the refiner ran on this chunk), ``intrinsics``, ``collision``, ``step``, the task's entries, and
+    ``seconds`` (generation time per world) with ``timings=True`` (off by default: timings differ
+    between identical runs).
+
+    ## Collisions
+    An imagined world has no geometry to hit. A world folder with a collision predictor
+    (``collision.safetensors``, ``model.collision``) stops the camera where it foresees contact, as
+    ``SanaWM-GT-v0`` stops it at geometry: from the current frame and the step's motion it predicts
+    whether the motion collides and after which raw frame; the camera then stops translating there and
+    goes on turning, ``info["collision"]`` is True and tasks see the collision (``explore``'s
+    penalty). Unlike the true world it does not slide along the wall after the contact. Without a
+    predictor (or with ``collisions=False``) the camera follows the commanded motion through
+    anything and ``collision`` is always False.
 
     ## Arguments
     ``checkpoint`` (a world folder; the shipped world if None, untrained with a warning until one is
@@ -219,7 +252,8 @@ class SanaWMEnv(_WorldEnvBase, gym.Env[np.ndarray, np.ndarray]):
     ``max_rotation``, ``fov_deg`` (None: the world's, from its ``world.json``), ``task``, ``task_kwargs``, ``timings``,
     ``threads`` (CPU threads of the world's forward passes: ``"auto"`` leaves out the cores other
     processes keep busy, an int fixes the count for bitwise-reproducible runs; None reads
-    ``SANAWM_NUM_THREADS``, default ``"auto"``; see ``model.threads``), ``render_mode``.
+    ``SANAWM_NUM_THREADS``, default ``"auto"``; see ``model.threads``), ``collisions`` (None: on when
+    the world has a collision predictor; True requires one; False: off), ``render_mode``.
 
     ## Planning
     ``clone_state()`` returns a snapshot of the world (fixed size); ``restore_state(s)`` goes back to it.
@@ -231,12 +265,13 @@ class SanaWMEnv(_WorldEnvBase, gym.Env[np.ndarray, np.ndarray]):
                  height: int = 64, width: int = 64, device: str = "cpu", dtype: str = "float32", steps: int = 4,
                  window: int | None = 1, refine_every: int = 0, refine_window: int = 6, max_translation: float = 0.5,
                  max_rotation: float = math.radians(30.0), fov_deg: float | None = None, task: str = "explore",
-                 task_kwargs: dict[str, Any] | None = None, timings: bool = False, threads: int | str | None = None) -> None:
+                 task_kwargs: dict[str, Any] | None = None, timings: bool = False, threads: int | str | None = None,
+                 collisions: bool | None = None) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.render_mode = render_mode
         self._setup(1, checkpoint, size, height, width, device, dtype, steps, window, refine_every, refine_window,
-                    max_translation, max_rotation, fov_deg, task, task_kwargs, timings, threads)
+                    max_translation, max_rotation, fov_deg, task, task_kwargs, timings, threads, collisions)
         self.action_space = action_space()
         self.observation_space = task_observation_space(self.tasks[0], observation_space(height, width))
 
@@ -308,7 +343,7 @@ class SanaWMVectorEnv(RaggedInfo, _WorldEnvBase, gym.vector.VectorEnv):
         self.max_episode_steps = max_episode_steps
         defaults = dict(checkpoint=None, size="small", height=64, width=64, device="cpu", dtype="float32", steps=4, window=1,
                         refine_every=0, refine_window=6, max_translation=0.5, max_rotation=math.radians(30.0), fov_deg=None,
-                        task="explore", task_kwargs=None, timings=False, threads=None)
+                        task="explore", task_kwargs=None, timings=False, threads=None, collisions=None)
         unknown = sorted(set(kwargs) - set(defaults))
         if unknown:
             raise ValueError(f"unknown keyword argument(s) {unknown}; accepted: {sorted(defaults)}")
