@@ -67,7 +67,7 @@ def env_argument_cases() -> list[tuple[str, Callable, str]]:
         "refine_every": [-1, 0.5], "refine_window": [-2], "max_translation": [0, -1, math.nan, math.inf],
         "max_rotation": [0, math.nan], "fov_deg": [0, -10, 180, 270, math.nan], "dtype": ["float64", "int8"],
         "device": ["tpu"], "task": ["nope"], "task_kwargs": [{"bogus": 1}], "size": ["huge"], "checkpoint": ["/no/such"],
-        "render_mode": ["human"], "threads": [0, "many"],
+        "render_mode": ["human"], "threads": [0, "many"], "compile": ["yes", 1],
     }
     cases = []
     for name, values in bad.items():

@@ -46,7 +46,7 @@ class _WorldEnvBase:
     """Construction, reset and step logic shared by the single and the vector env."""
 
     def _setup(self, num: int, checkpoint, size, height, width, device, dtype, steps, window, refine_every, refine_window,
-               max_translation, max_rotation, fov_deg, task, task_kwargs, timings, threads, collisions) -> None:
+               max_translation, max_rotation, fov_deg, task, task_kwargs, timings, threads, collisions, compile) -> None:
         check_positive_int("height", height)
         check_positive_int("width", width)
         check_positive_int("steps", steps)
@@ -59,6 +59,8 @@ class _WorldEnvBase:
         check_nonnegative_int("refine_window", refine_window)
         if window is not None:
             check_nonnegative_int("window", window)
+        if not isinstance(compile, bool):
+            raise ValueError(f"compile must be True or False, got {compile!r}")
         device = check_device(device)
         world = _world(checkpoint, size, height, width)
         if collisions not in (None, True, False):
@@ -69,7 +71,7 @@ class _WorldEnvBase:
         self.collisions = world.collision is not None if collisions is None else collisions
         fov_deg = check_fov(world.info.fov_deg if fov_deg is None else fov_deg)  # None: the field of view it was trained at
         intrinsics = intrinsics_from_fov(fov_deg, height, width).float()
-        self.worlds = WorldRollout(world, num, intrinsics, steps, window, refine_every, refine_window, device, DTYPES[dtype])
+        self.worlds = WorldRollout(world, num, intrinsics, steps, window, refine_every, refine_window, device, DTYPES[dtype], compile)
         self.height, self.width = height, width
         self.frames_per_step = self.worlds.frames_per_chunk  # one step is one chunk
         self.step_seconds = self.frames_per_step / world.info.fps
@@ -253,7 +255,9 @@ class SanaWMEnv(_WorldEnvBase, gym.Env[np.ndarray, np.ndarray]):
     ``threads`` (CPU threads of the world's forward passes: ``"auto"`` leaves out the cores other
     processes keep busy, an int fixes the count for bitwise-reproducible runs; None reads
     ``SANAWM_NUM_THREADS``, default ``"auto"``; see ``model.threads``), ``collisions`` (None: on when
-    the world has a collision predictor; True requires one; False: off), ``render_mode``.
+    the world has a collision predictor; True requires one; False: off), ``compile`` (compile the
+    world's streaming pass with ``torch.compile``: faster steps once the first steps have compiled,
+    which takes minutes on a small CPU and is cached on disk; see ``model.compiled``), ``render_mode``.
 
     ## Planning
     ``clone_state()`` returns a snapshot of the world (fixed size); ``restore_state(s)`` goes back to it.
@@ -266,12 +270,12 @@ class SanaWMEnv(_WorldEnvBase, gym.Env[np.ndarray, np.ndarray]):
                  window: int | None = 1, refine_every: int = 0, refine_window: int = 6, max_translation: float = 0.5,
                  max_rotation: float = math.radians(30.0), fov_deg: float | None = None, task: str = "explore",
                  task_kwargs: dict[str, Any] | None = None, timings: bool = False, threads: int | str | None = None,
-                 collisions: bool | None = None) -> None:
+                 collisions: bool | None = None, compile: bool = False) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.render_mode = render_mode
         self._setup(1, checkpoint, size, height, width, device, dtype, steps, window, refine_every, refine_window,
-                    max_translation, max_rotation, fov_deg, task, task_kwargs, timings, threads, collisions)
+                    max_translation, max_rotation, fov_deg, task, task_kwargs, timings, threads, collisions, compile)
         self.action_space = action_space()
         self.observation_space = task_observation_space(self.tasks[0], observation_space(height, width))
 
@@ -343,7 +347,7 @@ class SanaWMVectorEnv(RaggedInfo, _WorldEnvBase, gym.vector.VectorEnv):
         self.max_episode_steps = max_episode_steps
         defaults = dict(checkpoint=None, size="small", height=64, width=64, device="cpu", dtype="float32", steps=4, window=1,
                         refine_every=0, refine_window=6, max_translation=0.5, max_rotation=math.radians(30.0), fov_deg=None,
-                        task="explore", task_kwargs=None, timings=False, threads=None, collisions=None)
+                        task="explore", task_kwargs=None, timings=False, threads=None, collisions=None, compile=False)
         unknown = sorted(set(kwargs) - set(defaults))
         if unknown:
             raise ValueError(f"unknown keyword argument(s) {unknown}; accepted: {sorted(defaults)}")
