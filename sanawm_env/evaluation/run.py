@@ -149,8 +149,9 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     start_time = time.perf_counter()
     world, world_name = _world(cfg.world)
     info = world.info
+    # The world is scored along the truth's collision-free path: a collision predictor must not stop it.
     learned = gym.make("SanaWM-v0", checkpoint=world, size=info.size, height=info.height, width=info.width,
-                       fov_deg=info.fov_deg, task="free", **cfg.env_kwargs)
+                       fov_deg=info.fov_deg, task="free", **{"collisions": False, **cfg.env_kwargs})
     frames_per_step = learned.unwrapped.frames_per_step
     truth = gym.make("SanaWM-GT-v0", height=info.height, width=info.width, frames_per_step=frames_per_step,
                      fov_deg=info.fov_deg, task="free")
