@@ -9,6 +9,7 @@ the same at 256 x 256."""
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ pytest.importorskip("pycolmap")
 pytest.importorskip("evo")
 
 from model.annotation import (  # noqa: E402
-    AnnotateConfig, ColmapEstimator, QualityLimits, Reconstruction, Sampling, ScaleError, annotate, annotate_frames,
+    AnnotateConfig, ColmapEstimator, Estimate, QualityLimits, Reconstruction, Sampling, ScaleError, annotate, annotate_frames,
     camera_accuracy, find_sources, read_clips, scale_from_camera_height, scale_from_depth, trajectory_errors,
 )
 from model.annotation.quality import interpolate_poses, parallax_deg, segments  # noqa: E402
@@ -53,6 +54,16 @@ class RenderedDepth:
     def __call__(self, frames: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
         assert frames.shape[:3] == self.depth.shape
         return self.depth
+
+
+class Replay:
+    """A PoseEstimator that hands back a stored estimate."""
+
+    def __init__(self, estimate: Estimate) -> None:
+        self.estimate = estimate
+
+    def __call__(self, frames: np.ndarray, intrinsics: np.ndarray | None) -> Estimate:
+        return self.estimate
 
 
 def save_frames(folder: Path, frames: np.ndarray) -> Path:
@@ -134,6 +145,19 @@ def test_a_textureless_clip_is_rejected(tmp_path):
     assert summary["accepted"] == [] and summary["rejected"] == 1
     assert "textureless" in summary["clips"][0]["reasons"][0]
     assert not list((tmp_path / "out").glob("*.txt"))  # nothing the clip reader would take
+
+
+def test_a_model_with_a_focal_length_through_zero_is_dropped_and_said():
+    """Bundle adjustment with the focal length free drove one 128 px walk's model to -0.025 px; such a
+    model is dropped, and a clip left with none says why."""
+    from model.annotation.colmap import _focal_is_positive
+
+    camera = SimpleNamespace(focal_length_x=-0.025, focal_length_y=-0.025)
+    assert not _focal_is_positive(SimpleNamespace(cameras={1: camera}))
+    assert _focal_is_positive(SimpleNamespace(cameras={1: SimpleNamespace(focal_length_x=90.0, focal_length_y=90.0)}))
+    frames = np.zeros((8, SIZE, SIZE, 3), dtype=np.uint8)
+    result = annotate_frames(frames, Replay(Estimate(reconstructions=[], diagnostics={"keypoints_per_frame": 500.0, "degenerate_models": 1.0})))
+    assert result.reasons and "focal length" in result.reasons[0]
 
 
 def test_annotate_refuses_a_folder_in_use_and_bad_input(tmp_path):

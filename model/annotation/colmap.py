@@ -108,8 +108,12 @@ class ColmapEstimator:
             models = pycolmap.incremental_mapping(root / "db.db", images, root / "sparse", options=self._mapping_options(pycolmap, intrinsics))
             seconds["mapping"] = time.perf_counter() - t
         index = {name: i for i, name in enumerate(names)}
-        recs = sorted((_convert(m, index, n) for m in models.values()), key=lambda r: -r.num_registered)
+        usable = [m for m in models.values() if _focal_is_positive(m)]
+        recs = sorted((_convert(m, index, n) for m in usable), key=lambda r: -r.num_registered)
         notes = []
+        if len(usable) < len(models):
+            diagnostics["degenerate_models"] = float(len(models) - len(usable))
+            notes.append(f"dropped {len(models) - len(usable)} COLMAP model(s) whose estimated focal length is not positive")
         if len(recs) > 1:
             notes.append(f"COLMAP split the clip into {len(recs)} models of {[r.num_registered for r in recs]} frames")
         return Estimate(reconstructions=recs, diagnostics=diagnostics, notes=notes, seconds=seconds)
@@ -169,6 +173,13 @@ class ColmapEstimator:
             "keypoints_per_frame": float(np.median(keypoints)) if keypoints else 0.0,
             "verified_pairs": float(sum(len(g.inlier_matches) > 0 for g in geometries)),
         }
+
+
+def _focal_is_positive(model: Any) -> bool:
+    """Whether every camera of a pycolmap model has positive focal lengths. Bundle adjustment with
+    the focal length free can drive it through zero on a weak clip (a 128 px walk ended at -0.025 px);
+    such a model is no camera at all."""
+    return all(c.focal_length_x > 0 and c.focal_length_y > 0 for c in model.cameras.values())
 
 
 def _convert(model: Any, index: dict[str, int], n: int) -> Reconstruction:

@@ -70,8 +70,8 @@ class Reconstruction:
 class Estimate:
     """An estimator's answer for one clip: its reconstructions, largest first (none when it failed),
     diagnostics that say why one failed (``keypoints_per_frame``: the median count of features a
-    frame, ``verified_pairs``: frame pairs with geometrically verified matches), notes, and seconds
-    spent per stage."""
+    frame, ``verified_pairs``: frame pairs with geometrically verified matches, ``degenerate_models``:
+    models dropped because their camera came out impossible), notes, and seconds spent per stage."""
 
     reconstructions: list[Reconstruction]
     diagnostics: dict[str, float] = field(default_factory=dict)

@@ -67,6 +67,9 @@ def _clip_failure(estimate: Estimate, limits: QualityLimits) -> list[str]:
     if keypoints is not None and keypoints < limits.min_keypoints:
         return [f"textureless: a median of {keypoints:g} features a frame, at least {limits.min_keypoints} needed"]
     if not estimate.reconstructions:
+        if estimate.diagnostics.get("degenerate_models"):
+            return ["no reconstruction: every model the estimator made had a focal length that is not positive "
+                    "(too little structure to calibrate from; known intrinsics may help)"]
         pairs = estimate.diagnostics.get("verified_pairs")
         found = f" among {pairs:g} matched frame pairs" if pairs is not None else ""
         return [f"no reconstruction: no pair of frames with enough parallax to start from{found} "
