@@ -1,7 +1,7 @@
 """`sanawm annotate`: camera poses of rendered clips with known poses come back accurate and metric;
-a camera that only turns and a textureless clip are rejected with their reason; the output folder is
-read by the normal clip reader and trains the tiny world; the geometry helpers (segments,
-interpolation, parallax, scale, ground plane, alignment, camera accuracy) on exact cases.
+a camera that only turns, a textureless clip and a distorted reconstruction are rejected with their
+reason; the output folder is read by the normal clip reader and trains the tiny world; the geometry helpers (segments, interpolation, parallax, scale and its
+trend, ground plane, alignment, camera accuracy) on exact cases.
 
 Small frames (128 x 128) keep COLMAP to about two seconds a clip; benchmarks/annotate.py measures
 the same at 256 x 256."""
@@ -20,10 +20,11 @@ pytest.importorskip("pycolmap")
 pytest.importorskip("evo")
 
 from model.annotation import (  # noqa: E402
-    AnnotateConfig, ColmapEstimator, Estimate, QualityLimits, Reconstruction, Sampling, ScaleError, annotate, annotate_frames,
-    camera_accuracy, find_sources, read_clips, scale_from_camera_height, scale_from_depth, trajectory_errors,
+    AnnotateConfig, ColmapEstimator, Estimate, QualityLimits, Reconstruction, Sampling, ScaleError, ScaleSources, Segment, annotate,
+    annotate_frames, camera_accuracy, find_sources, read_clips, scale_from_camera_height, scale_from_depth, trajectory_errors,
 )
 from model.annotation.quality import interpolate_poses, parallax_deg, segments  # noqa: E402
+from model.annotation.scale import scale_trend  # noqa: E402
 from model.camera import intrinsics_from_fov, read_re10k_cameras, so3_exp  # noqa: E402
 from model.clips import open_clips  # noqa: E402
 from sanawm_env.render import render  # noqa: E402
@@ -56,6 +57,18 @@ class RenderedDepth:
         return self.depth
 
 
+class Recorded:
+    """COLMAP, keeping what it estimated so that tests can check the same reconstruction again."""
+
+    def __init__(self) -> None:
+        self.colmap = ColmapEstimator()
+        self.estimates: list[Estimate] = []
+
+    def __call__(self, frames: np.ndarray, intrinsics: np.ndarray | None) -> Estimate:
+        self.estimates.append(self.colmap(frames, intrinsics))
+        return self.estimates[-1]
+
+
 class Replay:
     """A PoseEstimator that hands back a stored estimate."""
 
@@ -80,12 +93,13 @@ def walk(tmp_path_factory):
     frames, depth, poses = rendered(seed=2)
     config = AnnotateConfig(sampling=Sampling(folder_fps=8.0), intrinsics=tuple(intrinsics_from_fov(FOV, SIZE, SIZE).tolist()),
                             camera_height_m=EYE_HEIGHT, progress=False)
-    summary = annotate([save_frames(tmp / "walk", frames)], tmp / "out", config, depth=RenderedDepth(depth))
-    return tmp / "out", summary, frames, poses
+    colmap = Recorded()
+    summary = annotate([save_frames(tmp / "walk", frames)], tmp / "out", config, estimator=colmap, depth=RenderedDepth(depth))
+    return tmp / "out", summary, frames, poses, colmap.estimates[0], depth
 
 
 def test_walk_is_accepted_accurate_and_metric(walk):
-    out, summary, _, poses = walk
+    out, summary, _, poses, _, _ = walk
     assert summary["accepted"] == ["walk_000"], summary
     cams = read_re10k_cameras(out / "walk_000.txt")
     report = json.loads((out / "walk_000.json").read_text())
@@ -109,7 +123,7 @@ def test_output_is_read_by_the_clip_reader_and_trains_the_tiny_world(walk, tmp_p
     from model.training.trainer import train
     from sanawm.train import compose
 
-    out, _, frames, _ = walk
+    out, _, frames, _, _, _ = walk
     data = open_clips(out)
     item = data[0]
     report = json.loads((out / "walk_000.json").read_text())
@@ -123,6 +137,36 @@ def test_output_is_read_by_the_clip_reader_and_trains_the_tiny_world(walk, tmp_p
     train(compose([*base, "stage=latents", f"data={out}", f"out={tmp_path / 'latents'}", f"vae={tmp_path / 'vae'}"]))
     index = json.loads((tmp_path / "latents" / "index.json").read_text())
     assert index["complete"] and index["num_clips"] == 1
+
+
+@pytest.mark.parametrize("along", ["depth", "column", "time"])
+def test_a_distorted_reconstruction_is_rejected_with_its_reason(walk, along):
+    """The walk's own reconstruction, measured against depth that disagrees with it the way a distorted
+    reconstruction disagrees with the scene (the benchmark's distorted walks trend by 0.56 and 0.82):
+    the depth ratio grows 1.7 times from the 10th to the 90th percentile of the observed points' depth,
+    image column or time. The undistorted depth passes."""
+    _, _, frames, _, estimate, depth = walk
+    k = intrinsics_from_fov(FOV, SIZE, SIZE).numpy()
+    n, _, w = depth.shape
+    covariate = {
+        "depth": np.log(depth / np.median(depth)),
+        "column": np.broadcast_to(np.linspace(-1, 1, w)[None, None, :], depth.shape),
+        "time": np.broadcast_to(np.linspace(-1, 1, n)[:, None, None], depth.shape),
+    }[along]
+
+    def main_segment(d: np.ndarray) -> Segment:
+        result = annotate_frames(frames, Replay(estimate), k, ScaleSources(depth=RenderedDepth(d), camera_height_m=EYE_HEIGHT))
+        return max(result.segments, key=lambda s: s.stop - s.start)
+
+    right = main_segment(depth)
+    assert right.accepted, right.reasons
+    rec = estimate.reconstructions[0]
+    seen = covariate[rec.obs_frame, rec.obs_uv[:, 1].astype(int), rec.obs_uv[:, 0].astype(int)]
+    low, mid, high = np.quantile(seen, [0.1, 0.5, 0.9])
+    warped = main_segment(depth * 1.7 ** ((covariate - mid) / (high - low)))
+    print(along, right.stats["scales"]["depth"]["trend"], warped.stats["scales"]["depth"]["trend"], warped.reasons)
+    assert right.stats["scales"]["depth"]["trend"] < QualityLimits().max_scale_trend / 2
+    assert any(r.startswith("distorted reconstruction") for r in warped.reasons)
 
 
 def test_a_camera_that_only_turns_is_rejected():
@@ -232,11 +276,25 @@ def test_scale_from_depth_and_camera_height_on_exact_geometry():
     depth[metric.obs_frame[inside], metric.obs_uv[inside, 1].astype(int), metric.obs_uv[inside, 0].astype(int)] = z[inside]
     estimate = scale_from_depth(units, depth, (128, 128))
     assert abs(estimate.scale - 4.0) < 1e-6 and estimate.spread < 1e-6
+    assert estimate.trend < 1e-6  # a similarity of the scene: one ratio at every point
     height, plane = scale_from_camera_height(units, 1.5)
     assert abs(height.scale - 4.0) < 1e-6 and plane.inliers >= 150
     assert np.allclose(np.abs(plane.normal), [0, 1, 0], atol=1e-6)
     with pytest.raises(ScaleError, match="ground plane"):
         scale_from_camera_height(synthetic(c2w, scene_points(rng)[200:], k), 1.5)  # walls only
+
+
+def test_scale_trend_sees_a_trend_through_noise_and_outliers():
+    """The trend fit averages noise away (sigma 0.1, more than a correct 128 px walk's spread of 0.077)
+    and trims outliers (5% of points, as at depth edges), but keeps a systematic change of the ratio."""
+    rng = np.random.default_rng(0)
+    covariates = rng.uniform(-1, 1, (4000, 5))
+    noise = rng.normal(0.0, 0.1, 4000)
+    noise[:200] += rng.uniform(1.0, 3.0, 200)
+    assert scale_trend(np.log(0.3) + noise, covariates) < 0.02
+    systematic = 0.3 * covariates[:, 1] - 0.2 * covariates[:, 4]
+    low, high = np.quantile(systematic, [0.1, 0.9])
+    assert abs(scale_trend(np.log(0.3) + systematic + noise, covariates) - np.expm1(high - low)) < 0.03
 
 
 def test_segments_interpolation_and_parallax():

@@ -98,6 +98,10 @@ def _measure_scale(rec: Reconstruction, frames: np.ndarray, sources: ScaleSource
     for name, estimate in found.items():
         if estimate.spread > limits.max_scale_spread:
             reasons.append(f"scale samples disagree: {name} spread {estimate.spread:.3f} > {limits.max_scale_spread}")
+    trend = found["depth"].trend if "depth" in found else None
+    if trend is not None and trend > limits.max_scale_trend:
+        reasons.append(f"distorted reconstruction: its depth scale changes by {trend:.0%} across the points, with depth, "
+                       f"image position or time (at most {limits.max_scale_trend:.0%}); its path is not metric")
     if len(found) == 2:
         a, b = found["depth"].scale, found["camera_height"].scale
         disagreement = abs(a - b) / min(a, b)

@@ -1,7 +1,8 @@
 """The checks that decide whether an estimated camera path is good training data, as the paper's
 annotation pipeline filters its clips: enough registered frames, low reprojection error, enough
 parallax (a camera that only turns has no recoverable translation or scale), a consistent metric
-scale; and how gaps of unregistered frames are bridged (interpolated and flagged) or split."""
+scale and no distortion that the metric depth betrays; and how gaps of unregistered frames are
+bridged (interpolated and flagged) or split."""
 
 from __future__ import annotations
 
@@ -27,6 +28,13 @@ class QualityLimits:
     min_keypoints: int = 50  # median features a frame; fewer reads as a textureless clip
     max_scale_spread: float = 0.25  # relative robust spread of the scale's samples
     max_scale_disagreement: float = 0.1  # between the depth and camera-height scales, when both are given
+    # Largest trend of the depth scale across a segment's points (scale.scale_trend); above it the
+    # reconstruction is distorted. Measured (benchmarks/annotate.py, RESULTS.md): the two walks that were
+    # accepted 26% and 33% off in scale trend by 0.56 and 0.82, a 128 px walk 7.8 degrees off in
+    # rotation by 0.67; walks that are right (scale within 5%, rotation within 5 degrees) and pass the
+    # other checks by at most 0.14 (128 px) and 0.04 (256 px) over the benchmark's 6 walks, and by at
+    # most 0.33 (128 px, 30 walks) and 0.25 (256 px, 24 walks), known or estimated intrinsics.
+    max_scale_trend: float = 0.45
 
     def __post_init__(self) -> None:
         for name in ("min_frames", "min_keypoints"):
@@ -36,7 +44,7 @@ class QualityLimits:
             raise ValueError(f"max_gap must be >= 0, got {self.max_gap}")
         if not 0 < self.min_registered_fraction <= 1:
             raise ValueError(f"min_registered_fraction must lie in (0, 1], got {self.min_registered_fraction}")
-        for name in ("max_reprojection_px", "max_scale_spread", "max_scale_disagreement"):
+        for name in ("max_reprojection_px", "max_scale_spread", "max_scale_disagreement", "max_scale_trend"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0 <= self.min_parallax_deg < 90:

@@ -18,6 +18,15 @@ from .estimator import Reconstruction
 # spreads across scales.
 MAD_TO_STD = 1.4826
 
+# The depth scale's trend (``scale_trend``). A reconstruction that is a similarity of the scene has one
+# ratio of metric to reconstructed depth at every point, up to noise; a distorted one has a ratio that
+# changes with depth, with the position in the image or along the path. A linear fit of the log ratio
+# on those covariates over thousands of observations averages the noise away (it grows at low
+# resolution, so the spread alone cannot tell) and keeps the distortion.
+TREND_TRIM_SIGMAS = 3.0  # residuals beyond this many robust sigmas (depth edges, bad matches) leave the refit
+TREND_FITS = 3  # fits, each on the inliers of the last
+TREND_QUANTILES = (0.1, 0.9)  # the trend spans the fitted ratio between these quantiles of the points
+
 
 class ScaleError(ValueError):
     """No scale could be measured (no usable depth, no ground plane); the message says why."""
@@ -43,9 +52,13 @@ class ScaleEstimate:
     spread: float
     samples: int
     method: str  # "depth" or "camera_height"
+    trend: float | None = None  # depth only: the systematic change of the scale across the points (``scale_trend``)
 
     def as_dict(self) -> dict[str, float | int | str]:
-        return {"scale": self.scale, "spread": self.spread, "samples": self.samples, "method": self.method}
+        out: dict[str, float | int | str] = {"scale": self.scale, "spread": self.spread, "samples": self.samples, "method": self.method}
+        if self.trend is not None:
+            out["trend"] = self.trend
+        return out
 
 
 def robust_scale(ratios: np.ndarray, method: str, min_samples: int) -> ScaleEstimate:
@@ -58,10 +71,41 @@ def robust_scale(ratios: np.ndarray, method: str, min_samples: int) -> ScaleEsti
     return ScaleEstimate(scale=median, spread=spread, samples=len(ratios), method=method)
 
 
+def trend_covariates(z: np.ndarray, uv: np.ndarray, frame: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """What a distortion makes the depth ratio follow, per observation (K, 5): log depth (centred on
+    its median), x and y in the image (-1 to 1 from the centre), their squared radius, and time (-1 to
+    1 from the first frame to the last)."""
+    h, w = image_size
+    log_z = np.log(z)
+    x, y = uv[:, 0] / (w / 2) - 1, uv[:, 1] / (h / 2) - 1
+    t = 2 * (frame - frame.min()) / max(int(frame.max() - frame.min()), 1) - 1
+    return np.stack([log_z - np.median(log_z), x, y, x**2 + y**2, t], axis=1)
+
+
+def scale_trend(log_ratio: np.ndarray, covariates: np.ndarray) -> float:
+    """How much the scale changes systematically across the points: a linear fit of ``log_ratio`` (K,)
+    on ``covariates`` (K, C), refit without outliers, and the factor between its 10th and 90th
+    percentile, minus 1 (0.5: where the fit puts the scale highest it is 1.5 times where it is lowest)."""
+    design = np.column_stack([np.ones(len(log_ratio)), covariates])
+    inliers = np.ones(len(log_ratio), dtype=bool)
+    for _ in range(TREND_FITS):
+        coef = np.linalg.lstsq(design[inliers], log_ratio[inliers], rcond=None)[0]
+        residual = log_ratio - design @ coef
+        sigma = MAD_TO_STD * float(np.median(np.abs(residual[inliers])))
+        if not sigma > 0:  # an exact fit: nothing to trim
+            break
+        inliers = np.abs(residual) <= TREND_TRIM_SIGMAS * sigma
+    fitted = covariates @ coef[1:]
+    low, high = np.quantile(fitted, TREND_QUANTILES)
+    return float(np.expm1(high - low))
+
+
 def scale_from_depth(rec: Reconstruction, depth: np.ndarray, image_size: tuple[int, int], frames: np.ndarray | None = None,
                      min_samples: int = 20) -> ScaleEstimate:
     """Scale from metric ``depth`` (N, H', W') of the clip's frames (``image_size`` = (H, W)): at every
-    sparse observation, metric depth over the reconstruction's z-depth of the point.
+    sparse observation, metric depth over the reconstruction's z-depth of the point; with the trend of
+    those ratios over depth, image position and time (``scale_trend``), which a distorted
+    reconstruction shows.
 
     ``frames`` (bool (N,)) limits the observations to some frames (a segment of the clip).
     """
@@ -77,7 +121,10 @@ def scale_from_depth(rec: Reconstruction, depth: np.ndarray, image_size: tuple[i
     metric = depth[f, rows, cols].astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = np.where(z > 0, metric / z, np.nan)
-    return robust_scale(ratios, "depth", min_samples)
+    estimate = robust_scale(ratios, "depth", min_samples)
+    usable = np.isfinite(ratios) & (ratios > 0)
+    estimate.trend = scale_trend(np.log(ratios[usable]), trend_covariates(z[usable], uv[usable], f[usable], image_size))
+    return estimate
 
 
 @dataclass
