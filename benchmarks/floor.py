@@ -6,6 +6,7 @@ Shared by the benchmark scripts; see METHOD.md of the device library for the met
 
 from __future__ import annotations
 
+import platform
 import statistics
 import time
 from collections import Counter
@@ -14,6 +15,20 @@ from collections.abc import Callable
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
+
+
+def fp32_device() -> str:
+    """The device to benchmark on (the GPU when there is one), with fp32 matrix products computed as
+    written: no TF32 in cuBLAS or cuDNN."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def machine_info(device: str) -> dict[str, object]:
+    """What a benchmark's JSON records about where it ran."""
+    return {"processor": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "device": device, "gpu": torch.cuda.get_device_name() if device == "cuda" else None}
 
 
 def time_ms(fn: Callable[[], object], device: str) -> float:

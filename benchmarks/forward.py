@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 import warnings
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import torch
 from dit_pair import dit_inputs, dit_pair, ours_forward, ref_forward
-from floor import CountFlops, measure_ceilings, time_ms
+from floor import CountFlops, fp32_device, machine_info, measure_ceilings, time_ms
 
 from kernels.frame_gdn import force_triton
 from model.chunks import CHUNK_FRAMES, FIRST_CHUNK_FRAMES
@@ -140,12 +139,9 @@ def main() -> None:
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
     warnings.simplefilter("ignore")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    gpu = torch.cuda.get_device_name() if device == "cuda" else None
-    machine = {"processor": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
-               "torch": torch.__version__, "device": device, "gpu": gpu}
+    device = fp32_device()
+    machine = machine_info(device)
+    gpu = machine["gpu"]
     rate = measure_ceilings(device, torch.float32)["matmul_flops_per_s"]
 
     with torch.inference_mode():

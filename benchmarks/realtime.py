@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import resource
 import time
 import warnings
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from floor import machine_info
 
 SIZES = {"small": (64, 64), "paper": (704, 1280)}  # world -> (height, width)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -121,9 +121,8 @@ def main() -> None:
     if args.device not in ("cpu", "cuda") or (args.device == "cuda" and not torch.cuda.is_available()):
         parser.error(f"--device must be cpu or cuda (with a GPU), got {args.device!r}")
     warnings.simplefilter("ignore")
-    gpu = torch.cuda.get_device_name() if args.device == "cuda" else None
-    machine = {"processor": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
-               "torch": torch.__version__, "device": args.device, "gpu": gpu}
+    machine = machine_info(args.device)
+    gpu = machine["gpu"]
     rows = []
     for name in args.worlds:
         for dtype in args.dtypes:

@@ -25,7 +25,6 @@ import argparse
 import contextlib
 import io
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -37,7 +36,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from dit_pair import dit_inputs, dit_pair, ours_forward, ref_forward
-from floor import CountFlops, measure_ceilings, time_ms
+from floor import CountFlops, fp32_device, machine_info, measure_ceilings, time_ms
 
 from kernels.frame_gdn import force_triton
 
@@ -197,13 +196,9 @@ def main() -> None:
     if args.steps < 2:
         parser.error("--steps must be >= 2 (the first step of each stage warms up and is not timed)")
     warnings.simplefilter("ignore")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    # fp32 as it is written: no TF32 in cuBLAS or cuDNN (this also makes the gradient check exact up to summation order).
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    gpu = torch.cuda.get_device_name() if device == "cuda" else None
-    machine = {"processor": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
-               "torch": torch.__version__, "device": device, "gpu": gpu}
+    device = fp32_device()  # no TF32: this also makes the gradient check exact up to summation order
+    machine = machine_info(device)
+    gpu = machine["gpu"]
 
     stages = run_stages(args)
     print(f"training stages, world {args.world}, {args.size}x{args.size}, {args.latent_frames} latent frames, batch {args.batch_size}, "

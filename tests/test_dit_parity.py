@@ -1,6 +1,7 @@
 """SanaWMDiT against the public SANA-WM implementation (diffusers 0.42.1) at tiny sizes, in fp32."""
 
-import contextlib
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,22 +10,14 @@ import torch
 from model import SanaWMDiT, action_string_to_c2w, camera_conditions, dit_config
 from model.camera import se3, so3_exp
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from dit_pair import fp32_reference_softmax  # noqa: E402  (the benchmarks' reference-side switch, shared)
+
 diffusers = pytest.importorskip("diffusers")
 cam_utils = pytest.importorskip("diffusers.pipelines.sana_wm.cam_utils")
 
 REF_KW = dict(in_channels=8, num_layers=4, hidden_size=64, num_attention_heads=4, linear_head_dim=16,
               caption_channels=24, chunk_plucker_channels=12, chunk_plucker_post_attn_blocks=4)
-
-
-@contextlib.contextmanager
-def fp32_reference_softmax():
-    """The reference rounds fp32 softmax q/k/v to bf16 (for FlashAttention); keep them fp32 while comparing."""
-    original = torch.Tensor.bfloat16
-    torch.Tensor.bfloat16 = lambda self, *a, **k: self
-    try:
-        yield
-    finally:
-        torch.Tensor.bfloat16 = original
 
 
 @pytest.fixture(scope="module")
