@@ -205,7 +205,8 @@ def _annotate(args: argparse.Namespace) -> int:
             if sampling.size is None:
                 raise ValueError("--fov needs --size (the frame size the intrinsics belong to); or give --intrinsics in pixels")
             intrinsics = tuple(intrinsics_from_fov(args.fov, *sampling.size).tolist())
-        limits = QualityLimits(min_frames=args.min_frames, max_reprojection_px=args.max_reprojection, min_parallax_deg=args.min_parallax)
+        trend = {} if args.max_scale_trend is None else {"max_scale_trend": args.max_scale_trend}
+        limits = QualityLimits(min_frames=args.min_frames, max_reprojection_px=args.max_reprojection, min_parallax_deg=args.min_parallax, **trend)
         config = AnnotateConfig(sampling=sampling, limits=limits, intrinsics=intrinsics, camera_height_m=args.camera_height)
         estimator = _plugin(args.estimator) if args.estimator else ColmapEstimator(ColmapOptions(num_threads=args.threads))
         depth = _plugin(args.depth_model) if args.depth_model else None
@@ -316,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     ann.add_argument("--min-frames", type=_positive_int, default=8, help="shortest clip kept, in frames")
     ann.add_argument("--max-reprojection", type=_positive_float, default=1.5, help="largest mean reprojection error kept, in pixels")
     ann.add_argument("--min-parallax", type=float, default=1.0, help="smallest median triangulation angle kept, in degrees")
+    ann.add_argument("--max-scale-trend", type=_positive_float, default=None,
+                     help="largest change of the depth scale across a clip's points before it reads as distorted (default 0.45; docs/annotation.md)")
     ann.add_argument("--threads", type=_positive_int, default=1, help="COLMAP threads")
     ann.set_defaults(func=_annotate)
 

@@ -219,6 +219,22 @@ def test_annotate_refuses_a_folder_in_use_and_bad_input(tmp_path):
         Sampling(clip_frames=1)
 
 
+def test_the_distortion_limit_is_a_command_line_option(tmp_path, monkeypatch, capsys):
+    import model.annotation
+    from sanawm.cli import main
+
+    seen = {}
+    monkeypatch.setattr(model.annotation, "annotate", lambda inputs, out, config, **kw: seen.setdefault("limits", config.limits) and
+                        {"accepted": [], "rejected": 0, "frames": 0, "seconds": {}})
+    assert main(["annotate", str(tmp_path), "--out", str(tmp_path / "o"), "--max-scale-trend", "0.3"]) == 0
+    assert seen.pop("limits").max_scale_trend == 0.3
+    assert main(["annotate", str(tmp_path), "--out", str(tmp_path / "o")]) == 0
+    assert seen["limits"].max_scale_trend == QualityLimits().max_scale_trend  # the default stays the library's
+    with pytest.raises(SystemExit):
+        main(["annotate", str(tmp_path), "--out", str(tmp_path / "o"), "--max-scale-trend", "-1"])
+    assert "--max-scale-trend" in capsys.readouterr().err
+
+
 def write_mp4(path: Path, frames: np.ndarray, fps: int) -> Path:
     """Frames (N, H, W, 3) uint8 as an H.264 video (PyAV), at a quality (CRF 10, 33 dB on the walk) that
     keeps the walk's reconstruction right; MPEG-4 at 32 dB made it 9 degrees off, which the checks reject."""
