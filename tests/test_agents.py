@@ -64,10 +64,24 @@ def test_expert_beats_random_in_both_worlds(tmp_path):
         assert results[env, "random"]["spl"] < 0.5
 
 
+def test_replay_scores_the_learned_worlds_actions_in_the_true_world(tmp_path):
+    # The expert walks the floor grid's path, which has no wall in it: its actions from the learned world
+    # reach the goal when replayed in the true world from the same seed (same start and goal).
+    cfg = EvaluateConfig(env="SanaWM-v0", policy="expert", episodes=2, max_episode_steps=25, video_episodes=0,
+                         env_kwargs={"size": "tiny", "height": 32, "width": 32}, replay_env="SanaWM-GT-v0",
+                         replay_env_kwargs={"height": 32, "width": 32, "frames_per_step": 4}, out=str(tmp_path))
+    result = evaluate(cfg)
+    replay = _summary(result)["replay"]
+    assert replay["env"] == "SanaWM-GT-v0" and replay["success_rate"] == 1.0 and replay["spl"] > 0.9
+    rows = list(csv.DictReader(open(result / "episodes.csv")))
+    assert [r["replay_success"] for r in rows] == ["True", "True"]
+
+
 def test_bad_configs_are_named(tmp_path, capsys):
     assert evaluate_main(["policy=walker"]) == 2 and "policy must be 'random', 'expert'" in capsys.readouterr().err
     assert evaluate_main(["episodes=0"]) == 2 and "episodes must be positive" in capsys.readouterr().err
     assert evaluate_main(["colour=red"]) == 2 and "colour" in capsys.readouterr().err
+    assert evaluate_main(["replay_env=CartPole-v1"]) == 2 and "replay_env must be '' (none) or one of" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="no.zip"):
         evaluate(EvaluateConfig(policy=str(tmp_path / "no.zip"), out=str(tmp_path)))
     (tmp_path / "bad.zip").write_bytes(b"not a zip")
