@@ -106,3 +106,17 @@ def test_realtime_benchmark_writes_table_and_json(tmp_path):
     assert row["chunks_per_60s"] == 80 and row["chunks_timed"] == 1 and len(row["chunk_seconds"]) == 2
     assert row["seconds_for_60s"] == pytest.approx(80 * row["chunk_s_median"])
     assert row["video_seconds_per_wall_second"] == pytest.approx(60 / row["seconds_for_60s"])
+
+
+def test_sb3_vec_benchmark_writes_table_and_json(tmp_path):
+    from model.world import fresh_world, save_world
+
+    world = save_world(tmp_path / "tiny", fresh_world("tiny", 32, 32))
+    out = tmp_path / "sb3_vec.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sb3_vec.py"), "--world", str(world), "--world-size", "tiny", "--size", "32", "--num-envs", "2",
+                          "--steps", "1", "--rounds", "2", "--out", str(out)], cwd=ROOT, check=False, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "SB3 make_vec_env steps/s" in run.stdout
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["num_envs"] == 2 and len(row["rounds"]["batched"]) == len(row["rounds"]["make_vec_env"]) == 2
+    assert row["ratio"] == row["batched_steps_per_s"] / row["make_vec_env_steps_per_s"] > 0
