@@ -81,8 +81,8 @@ def frame_gdn(
         return (num if den is None else num / (den[..., None] + eps)), GDNState(kv, z)
     resets = None  # the reverse scan restarts at the end of every chunk but the last
     if mode == "chunk_causal" and len(chunks) > 1:
-        resets = torch.zeros(q.shape[2], dtype=torch.bool)
-        for _, end in chunks[:-1]:
-            resets[end - 1] = True
+        # Python bools, not a tensor: reading a tensor's flags frame by frame would break a compiled graph.
+        ends = {end - 1 for _, end in chunks[:-1]}
+        resets = [t in ends for t in range(q.shape[2])]
     out, kv, z = bidirectional_scan(q, k, v, q_rot, k_rot, beta, gamma, init_kv, init_z, resets, with_denominator, eps)
     return out, GDNState(kv, z)

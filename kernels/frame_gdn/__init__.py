@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -51,7 +51,7 @@ def scan(
     initial_z: Tensor | None = None,
     reverse: bool = False,
     exclusive: bool = False,
-    resets: Tensor | None = None,
+    resets: Tensor | Sequence[bool] | None = None,
     with_denominator: bool = True,
     chunk: int = 16,
 ) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
@@ -62,7 +62,8 @@ def scan(
             for the numerator); v: [B, H, T, S, V]; beta: [B, H, T, S]; gamma: [B, H, T].
         initial_kv: [B, H, V, K] fp32 carried state; initial_z: [B, H, K]; zeros if None.
         reverse: scan frames from last to first. exclusive: a frame reads the state before its write.
-        resets: [T] bool/int, zero the state before these frames (the reverse scan inside chunks).
+        resets: [T] bool/int (a tensor or a sequence), zero the state before these frames (the reverse
+            scan inside chunks).
         with_denominator: also run the normaliser stream z (the camera branch does not).
         chunk: frames between the forward's state checkpoints (the backward recomputes in between).
 
@@ -83,7 +84,7 @@ def scan(
     from .fused_recurrent import FrameGDNScan
 
     t = q.shape[2]
-    resets = torch.zeros(t, dtype=torch.int32, device=q.device) if resets is None else resets.to(device=q.device, dtype=torch.int32).contiguous()
+    resets = torch.zeros(t, dtype=torch.int32, device=q.device) if resets is None else torch.as_tensor(resets, device=q.device).to(torch.int32).contiguous()
     c = lambda x: x.contiguous()  # noqa: E731
     return FrameGDNScan.apply(c(q), c(k), c(v), c(q_rot), c(k_rot), c(beta), c(gamma), initial_kv, initial_z,
                               reverse, exclusive, resets, with_denominator, chunk, None)
@@ -99,7 +100,7 @@ def bidirectional_scan(
     gamma: Tensor,
     initial_kv: Tensor | None = None,
     initial_z: Tensor | None = None,
-    resets: Tensor | None = None,
+    resets: Tensor | Sequence[bool] | None = None,
     with_denominator: bool = True,
     eps: float = 1e-15,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -148,8 +149,9 @@ def _check(q, k, v, q_rot, k_rot, beta, gamma, initial_kv, initial_z, resets, ch
         raise ValueError(f"initial_kv must be [B, H, V, K] = {(b, h, v.shape[-1], dk)}, got {tuple(initial_kv.shape)}")
     if initial_z is not None and initial_z.shape != (b, h, dk):
         raise ValueError(f"initial_z must be [B, H, K] = {(b, h, dk)}, got {tuple(initial_z.shape)}")
-    if resets is not None and resets.shape != (t,):
-        raise ValueError(f"resets must be [T] = ({t},), got {tuple(resets.shape)}")
+    shape = None if resets is None else tuple(resets.shape) if isinstance(resets, torch.Tensor) else (len(resets),)
+    if shape is not None and shape != (t,):
+        raise ValueError(f"resets must be [T] = ({t},), got {shape}")
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1 frames, got {chunk}")
     for name, x in (("q", q), ("k", k), ("v", v), ("q_rot", q_rot), ("k_rot", k_rot)):

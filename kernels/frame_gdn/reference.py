@@ -13,6 +13,8 @@ outputs before the frame's write (so frame t sees only the frames before it in s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 Tensor = torch.Tensor
@@ -30,7 +32,7 @@ def scan_reference(
     initial_z: Tensor | None = None,
     reverse: bool = False,
     exclusive: bool = False,
-    resets: Tensor | None = None,
+    resets: Tensor | Sequence[bool] | None = None,
     with_denominator: bool = True,
 ) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
     """Shapes as ``kernels.frame_gdn.scan``. Returns (num, den, final_kv, final_z)."""
@@ -42,11 +44,12 @@ def scan_reference(
     if with_denominator:
         z = torch.zeros(b, h, dk, device=q.device) if initial_z is None else initial_z.float()
     nums, dens = [None] * t, [None] * t
+    restart = _restarts(resets, t)
     # Frames as separate views up front: indexing a frame inside the loop would make its backward
     # write a whole-sequence zero tensor per frame and per use (quadratic in T).
     q, k, v, q_rot, k_rot, beta, gamma = (x.unbind(2) for x in (q, k, v, q_rot, k_rot, beta, gamma))
     for i in range(t - 1, -1, -1) if reverse else range(t):
-        if resets is not None and bool(resets[i]):
+        if restart[i]:
             kv = torch.zeros_like(kv)
             z = None if z is None else torch.zeros_like(z)
         if exclusive:
@@ -65,6 +68,14 @@ def scan_reference(
     return num, den, kv, z
 
 
+def _restarts(resets: Tensor | Sequence[bool] | None, t: int) -> list[bool]:
+    """Per frame, whether the state restarts there, as Python bools read once (a flag read from a tensor
+    in the loop would sync per frame, and break a compiled graph)."""
+    if resets is None:
+        return [False] * t
+    return [bool(r) for r in (resets.tolist() if isinstance(resets, Tensor) else resets)]
+
+
 def _read(kv: Tensor, z: Tensor | None, q: Tensor, q_rot: Tensor) -> tuple[Tensor, Tensor | None]:
     num = q_rot @ kv.transpose(-1, -2)  # (B, H, S, Dv)
     den = None if z is None else (q @ z[..., None]).squeeze(-1)  # (B, H, S)
@@ -81,7 +92,7 @@ def bidirectional_reference(
     gamma: Tensor,
     initial_kv: Tensor | None = None,
     initial_z: Tensor | None = None,
-    resets: Tensor | None = None,
+    resets: Tensor | Sequence[bool] | None = None,
     with_denominator: bool = True,
     eps: float = 1e-15,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -108,9 +119,10 @@ def bidirectional_reference(
         if initial_z is not None:
             z[:b] = initial_z.float()
     kv_read, z_read = [None] * t, [None] * t
+    restart = _restarts(resets, t)
     for i in range(t):
         j = t - 1 - i  # the reverse scan's frame
-        if resets is not None and bool(resets[j]):
+        if restart[j]:
             kv = torch.cat([kv[:b], torch.zeros_like(kv[b:])])
             z = None if z is None else torch.cat([z[:b], torch.zeros_like(z[b:])])
         rev_kv, rev_z = kv[b:], None if z is None else z[b:]  # exclusive: read before the write
