@@ -54,6 +54,22 @@ def median_ms(fns: list[Callable[[], object]], repeats: int, device: str) -> flo
     return statistics.median(time_ms(fns[i % len(fns)], device) for i in range(repeats))
 
 
+def alternated_ms(fns: dict[str, list[Callable[[], object]]], repeats: int, device: str) -> dict[str, list[float]]:
+    """Wall times in ms of ``repeats`` calls per variant, after a warm-up call of each of its calls
+    (one per input set; a compiled variant compiles there). The variants alternate which goes first,
+    and each rotates over its input sets, so drift of a shared machine and a warm cache fall on all alike."""
+    for calls in fns.values():
+        for call in calls:
+            call()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else names[::-1]:
+            calls = fns[name]
+            times[name].append(time_ms(calls[r % len(calls)], device))
+    return times
+
+
 def measure_ceilings(device: str, dtype: torch.dtype) -> dict[str, float]:
     """Copy bandwidth (bytes read + written per second) and matrix rate (FLOP/s in ``dtype``)."""
     n_bytes = (1 << 30) if device == "cuda" else (1 << 27)

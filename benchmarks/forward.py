@@ -31,26 +31,11 @@ from pathlib import Path
 
 import torch
 from dit_pair import dit_inputs, dit_pair, ours_forward, ref_forward
-from floor import CountFlops, fp32_device, machine_info, measure_ceilings, time_ms
+from floor import CountFlops, alternated_ms, fp32_device, machine_info, measure_ceilings
 
 from kernels.frame_gdn import force_triton
 from model.chunks import CHUNK_FRAMES, FIRST_CHUNK_FRAMES
 from model.compiled import compile_stream
-
-
-def alternate(fns: dict[str, list[Callable[[], object]]], repeats: int, device: str) -> dict[str, float]:
-    """Median ms of one call per variant, the variants alternating (each with its own input sets,
-    rotated), after a warm-up call of each (a compiled variant compiles there)."""
-    for calls in fns.values():
-        for call in calls:
-            call()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    names = list(fns)
-    for r in range(repeats):
-        for name in names if r % 2 == 0 else names[::-1]:
-            calls = fns[name]
-            times[name].append(time_ms(calls[r % len(calls)], device))
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def flops_of(fn: Callable[[], object]) -> int:
@@ -79,7 +64,7 @@ def forward_rows(args: argparse.Namespace, device: str, rate: float) -> list[dic
             compile_s = timed_compile(fns["ours compiled"][0])
         if ref is not None:
             fns["diffusers"] = [lambda i=i: ref_forward(ref, i) for i in sets]
-        ms = alternate(fns, args.repeats, device)
+        ms = {name: statistics.median(t) for name, t in alternated_ms(fns, args.repeats, device).items()}
         floor_ms = 1000 * flops_of(fns["ours"][0]) / rate
         rows.append({"frames": frames, "batch": 1, "ms": ms, "floor_ms": floor_ms, "over_floor": {k: v / floor_ms for k, v in ms.items()},
                      "compile_s": compile_s})
@@ -106,7 +91,7 @@ def stream_rows(args: argparse.Namespace, device: str, rate: float) -> list[dict
         if compiled is not None:
             fns["ours compiled"] = [lambda i=i, s=s: call(compiled, i, s) for i, s in sets]
             compile_s = timed_compile(fns["ours compiled"][0])
-        ms = alternate(fns, args.repeats, device)
+        ms = {name: statistics.median(t) for name, t in alternated_ms(fns, args.repeats, device).items()}
         floor_ms = 1000 * flops_of(fns["ours"][0]) / rate
         rows.append({"frames": CHUNK_FRAMES, "batch": batch, "ms": ms, "floor_ms": floor_ms,
                      "over_floor": {k: v / floor_ms for k, v in ms.items()}, "compile_s": compile_s})

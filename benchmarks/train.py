@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from dit_pair import dit_inputs, dit_pair, ours_forward, ref_forward
-from floor import CountFlops, fp32_device, machine_info, measure_ceilings, time_ms
+from floor import CountFlops, alternated_ms, fp32_device, machine_info, measure_ceilings
 
 from kernels.frame_gdn import force_triton
 
@@ -154,17 +154,9 @@ def compare_dit(args: argparse.Namespace, device: str) -> dict:
     # groups), so depthwise convs would count as dense ones.
     floor_ms = 1000 * 3 * min(flops.values()) / rate
 
-    steps = {"ours": lambda i: train_step(ours, ours_forward, i), "diffusers": lambda i: train_step(ref, ref_forward, i)}
-    for inputs in sets:  # warm-up: each model once on each input set
-        for step in steps.values():
-            step(inputs)
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for r in range(args.repeats):
-        # Alternate which model goes first, and rotate the input sets: drift of a shared machine
-        # and a warm cache then fall on both alike.
-        for name in (("ours", "diffusers") if r % 2 == 0 else ("diffusers", "ours")):
-            inputs = sets[r % len(sets)]
-            times[name].append(time_ms(lambda: steps[name](inputs), device))
+    steps = {"ours": (ours, ours_forward), "diffusers": (ref, ref_forward)}
+    times = alternated_ms({name: [lambda m=m, f=f, i=i: train_step(m, f, i) for i in sets] for name, (m, f) in steps.items()},
+                          args.repeats, device)
     ms = {name: statistics.median(t) for name, t in times.items()}
     return {
         "dit": args.dit, "config": asdict(cfg), "batch": args.dit_batch, "latent_frames": args.dit_frames,
