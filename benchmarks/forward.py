@@ -50,6 +50,13 @@ def timed_compile(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
+def report(what: str, row: dict) -> None:
+    """One line per finished row, so a run cut off by a time limit still shows what it measured."""
+    cells = ", ".join(f"{name} {ms:.2f} ms" for name, ms in row["ms"].items())
+    compiled = "" if row["compile_s"] is None else f" (compiled in {row['compile_s']:.0f} s)"
+    print(f"{what}: floor {row['floor_ms']:.2f} ms, {cells}{compiled}", flush=True)
+
+
 def forward_rows(args: argparse.Namespace, device: str, rate: float) -> list[dict]:
     cfg, ours, ref = dit_pair(args.dit, device)
     ours.eval(), ref.eval()
@@ -68,6 +75,7 @@ def forward_rows(args: argparse.Namespace, device: str, rate: float) -> list[dic
         floor_ms = 1000 * flops_of(fns["ours"][0]) / rate
         rows.append({"frames": frames, "batch": 1, "ms": ms, "floor_ms": floor_ms, "over_floor": {k: v / floor_ms for k, v in ms.items()},
                      "compile_s": compile_s})
+        report(f"forward, {frames} latent frames", rows[-1])
     return rows
 
 
@@ -95,6 +103,7 @@ def stream_rows(args: argparse.Namespace, device: str, rate: float) -> list[dict
         floor_ms = 1000 * flops_of(fns["ours"][0]) / rate
         rows.append({"frames": CHUNK_FRAMES, "batch": batch, "ms": ms, "floor_ms": floor_ms,
                      "over_floor": {k: v / floor_ms for k, v in ms.items()}, "compile_s": compile_s})
+        report(f"streaming pass, {batch} world(s)", rows[-1])
     return rows
 
 

@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=12, help="timed vec_env.step calls per round and variant")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--size", type=int, default=64, help="frame height and width")
+    parser.add_argument("--device", default="cpu", help="the worlds' device (cpu, cuda)")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench/sb3_vec.json"))
     args = parser.parse_args(argv)
     if args.steps < 1 or args.rounds < 1 or min(args.num_envs) < 1:
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # threads=1: every model on one thread, so the batched forward cannot win by using more cores.
     env_kwargs = dict(task="pointgoal", task_kwargs={"max_distance": 3}, max_episode_steps=30, height=args.size, width=args.size,
-                      size=args.world_size, threads=1, **({"checkpoint": args.world} if args.world else {}))
+                      size=args.world_size, threads=1, device=args.device, **({"checkpoint": args.world} if args.world else {}))
     rows = []
     for n in args.num_envs:
         venvs = {kind: build(kind, n, env_kwargs) for kind in ("batched", "make_vec_env")}
@@ -86,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['num_envs']} | {r['batched_steps_per_s']:.2f} | {r['make_vec_env_steps_per_s']:.2f} | {r['ratio']:.2f}x |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                                                "torch": torch.__version__},
+                                                "torch": torch.__version__, "device": args.device,
+                                                **({"gpu": torch.cuda.get_device_name()} if args.device.startswith("cuda") else {})},
                                     "world": args.world or "shipped", "size": args.size, "steps": args.steps, "rounds": args.rounds,
                                     "results": rows}, indent=2))
     return 0

@@ -11,7 +11,7 @@ mkdir -p .whl
 $PIP download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp $PLATFORMS -d .whl \
   gymnasium==1.4.0 farama-notifications==0.0.6 diffusers==0.42.1 importlib_metadata==10.2.0 lazy-importer \
   hydra-core==1.3.8 omegaconf==2.3.1 nvidia-modelopt==0.47.0 pydantic==2.14.4 pydantic-core==2.50.5 \
-  annotated-types==0.8.0 typing-inspection==0.4.5 pulp==3.3.2
+  annotated-types==0.8.0 typing-inspection==0.4.5 pulp==3.3.2 stable-baselines3==2.9.2
 # antlr4's runtime (hydra's parser) exists only as a source archive: built into a wheel here (pure Python).
 $PIP wheel -q --no-deps -w .whl antlr4-python3-runtime==4.9.3
 du -sh .whl
