@@ -1,12 +1,14 @@
-"""Speed of the frame-wise GDN scan against its floor: the PyTorch reference, the Triton kernels and
+"""Speed of the frame-wise GDN scan against its floor: the PyTorch reference, the PyTorch transition
+form (the CPU path, ``kernels/frame_gdn/transitions.py``), the Triton kernels and
 flash-linear-attention's token-wise ``chunk_gated_delta_rule`` at the same token count (a GPU anchor
 when installed, not the same recurrence).
 
     python benchmarks/gdn.py                                  # GPU: sizes up to the paper's, bf16
-    python benchmarks/gdn.py --sizes 1,4,6,64,32 1,4,12,64,32  # B,H,T,S,D each (CPU: reference only)
+    python benchmarks/gdn.py --sizes 1,4,6,64,32 1,4,12,64,32  # B,H,T,S,D each (CPU: the PyTorch forms)
 
 Each size runs ``bidirectional_scan`` (forward scan from a carried state + exclusive reverse scan +
-normaliser: what a GDN block does) forward, then forward + backward. The floor is the larger of
+normaliser: what a GDN block does) forward, then forward + backward; the variants of a row alternate
+(``floor.alternated_ms``), so their ratio holds on a busy machine. The floor is the larger of
 FLOPs over the measured matrix rate and bytes over the measured copy bandwidth (METHOD.md in the
 device library): FLOPs = 2 scans x 6 S D (D + 1) per frame and head (recall, write, read of the
 state and of the normaliser), x 3 with the backward; bytes = every input read and the output
@@ -19,13 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from floor import measure_ceilings, median_ms
+from floor import alternated_ms, measure_ceilings
 
 from kernels.frame_gdn import bidirectional_scan, force_triton
+from kernels.frame_gdn.reference import bidirectional_reference
+from kernels.frame_gdn.transitions import bidirectional_transitions
 
 GPU_SIZES = ["1,20,21,220,112", "1,20,21,880,112", "1,20,61,880,112", "1,20,121,880,112"]
 CPU_SIZES = ["1,4,6,64,32", "1,4,12,64,32", "1,8,12,128,64"]
@@ -64,10 +69,15 @@ def make_inputs(size, dtype, device, grad: bool, seed: int) -> tuple[torch.Tenso
     return q, k, v, q_rot, k_rot, make(b, h, t, s), make(b, h, t, scale=0.5)
 
 
-def scan_call(inputs, triton: bool, backward: bool) -> Callable[[], None]:
+def triton_scan(*inputs: torch.Tensor):
+    with force_triton(True):
+        return bidirectional_scan(*inputs)
+
+
+def scan_call(scan: Callable, inputs, backward: bool) -> Callable[[], None]:
     def call() -> None:
-        with force_triton(triton), torch.set_grad_enabled(backward):
-            out = bidirectional_scan(*inputs)[0]
+        with torch.set_grad_enabled(backward):
+            out = scan(*inputs)[0]
             if backward:
                 out.float().sum().backward()
     return call
@@ -106,8 +116,6 @@ def main() -> None:
     dtype = getattr(torch, args.dtype or ("bfloat16" if device == "cuda" else "float32"))
     repeats = args.repeats or (20 if device == "cuda" else 3)
     input_sets = 3 if device == "cuda" else 1
-    if device == "cpu" and args.no_reference:
-        parser.error("--no-reference leaves nothing to time on the CPU (the Triton kernels need a GPU here)")
 
     ceilings = measure_ceilings(device, dtype)
     rows = []
@@ -116,18 +124,19 @@ def main() -> None:
             sets = [make_inputs(size, dtype, device, backward, seed) for seed in range(input_sets)]
             variants: dict[str, list[Callable[[], None]]] = {}
             if not args.no_reference:
-                variants["reference"] = [scan_call(x, False, backward) for x in sets]
+                variants["reference"] = [scan_call(bidirectional_reference, x, backward) for x in sets]
+            variants["transitions"] = [scan_call(bidirectional_transitions, x, backward) for x in sets]
             if device == "cuda":
-                variants["triton"] = [scan_call(x, True, backward) for x in sets]
+                variants["triton"] = [scan_call(triton_scan, x, backward) for x in sets]
                 fla = [fla_call(x, size, backward) for x in sets]
                 if fla[0] is not None:
                     variants["fla token-wise"] = fla
             flops, n_bytes = scan_cost(size, sets[0][0].element_size(), backward)
             floor_ms = 1000 * max(flops / ceilings["matmul_flops_per_s"], n_bytes / ceilings["bandwidth_bytes_per_s"])
-            reference_ms = None
-            for name, fns in variants.items():
-                ms = median_ms(fns, repeats, device)
-                reference_ms = ms if name == "reference" else reference_ms
+            times = alternated_ms(variants, repeats, device)
+            reference_ms = statistics.median(times["reference"]) if "reference" in times else None
+            for name, ts in times.items():
+                ms = statistics.median(ts)
                 rows.append({"size": list(size), "pass": "fwd+bwd" if backward else "fwd", "variant": name, "ms": ms,
                              "speedup_vs_reference": None if reference_ms is None else reference_ms / ms,
                              "flops": flops, "bytes": n_bytes, "floor_ms": floor_ms, "over_floor": ms / floor_ms})

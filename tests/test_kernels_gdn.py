@@ -12,6 +12,7 @@ import torch
 
 from kernels.frame_gdn import force_triton, scan
 from kernels.frame_gdn.reference import bidirectional_reference, scan_reference
+from kernels.frame_gdn.transitions import bidirectional_transitions
 
 pytest.importorskip("triton")
 TOL = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 2e-2}
@@ -114,7 +115,8 @@ def test_model_gdn_modes_run_on_the_kernels():
 
 @pytest.mark.parametrize("resets", [None, [0, 0, 1, 0, 1], [1, 0, 0, 1, 0]])
 @pytest.mark.parametrize("with_den", [True, False])
-def test_cpu_bidirectional_path_equals_the_two_reference_scans(resets, with_den):
+@pytest.mark.parametrize("bidirectional", [bidirectional_reference, bidirectional_transitions])
+def test_cpu_bidirectional_paths_equal_the_two_reference_scans(resets, with_den, bidirectional):
     args = [x.requires_grad_() for x in _inputs()]
     b, h, t, s, dk = args[0].shape
     kv0 = torch.randn(b, h, args[2].shape[-1], dk, requires_grad=True)
@@ -123,7 +125,7 @@ def test_cpu_bidirectional_path_equals_the_two_reference_scans(resets, with_den)
     num, den, kv, z = scan_reference(*args, kv0, z0, with_denominator=with_den)
     num_r, den_r, _, _ = scan_reference(*args, reverse=True, exclusive=True, resets=resets, with_denominator=with_den)
     want = (num + num_r) / (den + den_r + 1e-15)[..., None] if with_den else num + num_r
-    got, got_kv, got_z = bidirectional_reference(*args, kv0, z0, resets, with_den)
+    got, got_kv, got_z = bidirectional(*args, kv0, z0, resets, with_den)
     assert _rel(got, want) < 1e-5 and _rel(got_kv, kv) < 1e-5
     assert (got_z is None) == (z is None) and (z is None or _rel(got_z, z) < 1e-5)
     inputs = [*args, kv0] + ([z0] if with_den else [])

@@ -2,7 +2,8 @@
 
 ``scan`` (one scan) and ``bidirectional_scan`` (a forward scan from a carried state plus an exclusive
 reverse scan, normalised: the bidirectional and chunk-causal modes and the streaming step) run the
-Triton kernels on CUDA tensors and the PyTorch reference elsewhere;
+Triton kernels on CUDA tensors and PyTorch elsewhere (``bidirectional_scan`` in the transition form of
+``transitions.py``, faster on the CPU than the reference it is tested against);
 ``force_triton()`` (or ``SANAWM_FORCE_TRITON=1``) sends CPU tensors to the kernels too (and
 ``force_triton(False)`` CUDA tensors to the reference), which with
 ``TRITON_INTERPRET=1`` runs the real kernel code on the CPU (how the tests check it).
@@ -16,7 +17,8 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from .reference import bidirectional_reference, scan_reference
+from .reference import scan_reference
+from .transitions import bidirectional_transitions
 
 Tensor = torch.Tensor
 # None: by device; True: the Triton kernels everywhere; False: the PyTorch reference everywhere.
@@ -123,7 +125,7 @@ def bidirectional_scan(
         c = lambda x: x.contiguous()  # noqa: E731
         return stream_chunk_triton(c(q), c(k), c(v), c(q_rot), c(k_rot), c(beta), c(gamma), kv, z, with_denominator, eps)
     if not _use_triton(q):
-        return bidirectional_reference(q, k, v, q_rot, k_rot, beta, gamma, initial_kv, initial_z, resets, with_denominator, eps)
+        return bidirectional_transitions(q, k, v, q_rot, k_rot, beta, gamma, initial_kv, initial_z, resets, with_denominator, eps)
     num, den, kv, z = scan(q, k, v, q_rot, k_rot, beta, gamma, initial_kv, initial_z, with_denominator=with_denominator)
     num_r, den_r, _, _ = scan(q, k, v, q_rot, k_rot, beta, gamma, reverse=True, exclusive=True, resets=resets,
                               with_denominator=with_denominator)

@@ -13,7 +13,7 @@ outputs before the frame's write (so frame t sees only the frames before it in s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -82,6 +82,55 @@ def _read(kv: Tensor, z: Tensor | None, q: Tensor, q_rot: Tensor) -> tuple[Tenso
     return num, den
 
 
+def bidirectional_loop(
+    write: Callable[[int, Tensor, Tensor | None], tuple[Tensor, Tensor | None]],
+    q: Tensor,
+    q_rot: Tensor,
+    v: Tensor,
+    initial_kv: Tensor | None,
+    initial_z: Tensor | None,
+    resets: Tensor | Sequence[bool] | None,
+    with_denominator: bool,
+    eps: float,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """A bidirectional scan's loop and reads (fp32 ``q``, ``q_rot``), whatever the form of a frame's write.
+
+    The states kv (2B, H, Dv, Dk) and z (2B, H, Dk) hold the forward scan's state (from the initial
+    one) in their first B rows and the reverse scan's (from zero) in the next B; step i writes forward
+    frame i and reverse frame T-1-i (``write(i, kv, z)``), the reverse half restarting at ``resets``
+    and read before its write (exclusive). Since a read is linear in the state, each frame reads once
+    from the sum of its two states. Returns as ``bidirectional_scan``.
+    """
+    b, h, t, _, dk = q.shape
+    kv = torch.zeros(2 * b, h, v.shape[-1], dk, device=q.device)
+    if initial_kv is not None:
+        kv[:b] = initial_kv.float()
+    z = None
+    if with_denominator:
+        z = torch.zeros(2 * b, h, dk, device=q.device)
+        if initial_z is not None:
+            z[:b] = initial_z.float()
+    kv_read, z_read = [None] * t, [None] * t
+    restart = _restarts(resets, t)
+    for i in range(t):
+        j = t - 1 - i  # the reverse scan's frame
+        if restart[j]:
+            kv = torch.cat([kv[:b], torch.zeros_like(kv[b:])])
+            z = None if z is None else torch.cat([z[:b], torch.zeros_like(z[b:])])
+        rev_kv, rev_z = kv[b:], None if z is None else z[b:]
+        kv, z = write(i, kv, z)
+        kv_read[i] = kv[:b] if kv_read[i] is None else kv_read[i] + kv[:b]
+        kv_read[j] = rev_kv if kv_read[j] is None else kv_read[j] + rev_kv
+        if z is not None:
+            z_read[i] = z[:b] if z_read[i] is None else z_read[i] + z[:b]
+            z_read[j] = rev_z if z_read[j] is None else z_read[j] + rev_z
+    num = q_rot @ torch.stack(kv_read, dim=2).transpose(-1, -2)  # (B, H, T, S, Dv)
+    if z is None:
+        return num, kv[:b], None
+    den = (q @ torch.stack(z_read, dim=2)[..., None]).squeeze(-1)  # (B, H, T, S)
+    return num / (den + eps)[..., None], kv[:b], z[:b]
+
+
 def bidirectional_reference(
     q: Tensor,
     k: Tensor,
@@ -99,33 +148,16 @@ def bidirectional_reference(
     """``bidirectional_scan`` in PyTorch: the inclusive forward scan and the exclusive reverse scan
     (restarting at ``resets``) of ``scan_reference``, combined.
 
-    Both scans advance together as one batch of 2B (forward frame i beside reverse frame T-1-i), and
-    since a read is linear in the state, each frame reads once from the sum of its two states: half
-    the small ops of running the scans one after the other, which is what costs on the CPU.
+    Both scans advance together as one batch of 2B (``bidirectional_loop``): half the small ops of
+    running the scans one after the other, which is what costs on the CPU.
     """
-    b, t = q.shape[0], q.shape[2]
     q, k, v, q_rot, k_rot, beta, gamma = (x.float() for x in (q, k, v, q_rot, k_rot, beta, gamma))
     both = lambda x: torch.cat([x, x.flip(2)])  # noqa: E731  (2B, H, T, ...): reverse half in scan order
     # Frames as separate views up front (see scan_reference).
     v2, kr2, beta2, gamma2 = (both(x).unbind(2) for x in (v, k_rot, beta, gamma))
     k2 = both(k).unbind(2) if with_denominator else None
-    dv, dk = v.shape[-1], q.shape[-1]
-    kv = torch.zeros(2 * b, q.shape[1], dv, dk, device=q.device)
-    if initial_kv is not None:
-        kv[:b] = initial_kv.float()
-    z = None
-    if with_denominator:
-        z = torch.zeros(2 * b, q.shape[1], dk, device=q.device)
-        if initial_z is not None:
-            z[:b] = initial_z.float()
-    kv_read, z_read = [None] * t, [None] * t
-    restart = _restarts(resets, t)
-    for i in range(t):
-        j = t - 1 - i  # the reverse scan's frame
-        if restart[j]:
-            kv = torch.cat([kv[:b], torch.zeros_like(kv[b:])])
-            z = None if z is None else torch.cat([z[:b], torch.zeros_like(z[b:])])
-        rev_kv, rev_z = kv[b:], None if z is None else z[b:]  # exclusive: read before the write
+
+    def write(i: int, kv: Tensor, z: Tensor | None) -> tuple[Tensor, Tensor | None]:
         g = gamma2[i][:, :, None, None]
         bt = beta2[i][..., None]
         pred = kr2[i] @ kv.transpose(-1, -2)
@@ -133,13 +165,6 @@ def bidirectional_reference(
         if z is not None:
             recall = k2[i] @ z[..., None]  # (2B, H, S, 1)
             z = g[..., 0] * z + ((bt * (1 - g * recall)).transpose(-1, -2) @ k2[i]).squeeze(-2)
-        kv_read[i] = kv[:b] if kv_read[i] is None else kv_read[i] + kv[:b]
-        kv_read[j] = rev_kv if kv_read[j] is None else kv_read[j] + rev_kv
-        if z is not None:
-            z_read[i] = z[:b] if z_read[i] is None else z_read[i] + z[:b]
-            z_read[j] = rev_z if z_read[j] is None else z_read[j] + rev_z
-    num = q_rot @ torch.stack(kv_read, dim=2).transpose(-1, -2)  # (B, H, T, S, Dv)
-    if z is None:
-        return num, kv[:b], None
-    den = (q @ torch.stack(z_read, dim=2)[..., None]).squeeze(-1)  # (B, H, T, S)
-    return num / (den + eps)[..., None], kv[:b], z[:b]
+        return kv, z
+
+    return bidirectional_loop(write, q, q_rot, v, initial_kv, initial_z, resets, with_denominator, eps)
