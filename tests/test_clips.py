@@ -98,7 +98,7 @@ def test_realestate10k_folder(tmp_path, re10k_folder):
 
 def test_generate_clips_is_deterministic_and_readable(tmp_path):
     a = generate_clips(tmp_path / "a", clips=3, frames=9, size=(16, 20), seed=4, clips_per_shard=2, depth=True, progress=False)
-    b = generate_clips(tmp_path / "b", clips=3, frames=9, size=(16, 20), seed=4, clips_per_shard=2, progress=False)
+    b = generate_clips(tmp_path / "b", clips=3, frames=9, size=(16, 20), seed=4, clips_per_shard=2, progress=False, workers=2)
     da, db = ClipDataset(a), ClipDataset(b)
     for i in range(3):
         assert torch.equal(da[i]["frames"], db[i]["frames"])
@@ -109,6 +109,8 @@ def test_generate_clips_is_deterministic_and_readable(tmp_path):
     assert len({int(da[i]["scene_seed"]) for i in range(3)}) == 3
     with pytest.raises(ValueError, match="trajectories must be a non-empty subset"):
         generate_clips(tmp_path / "c", clips=1, frames=3, trajectories=("orbit",), progress=False)
+    with pytest.raises(ValueError, match="workers must be a positive int"):
+        generate_clips(tmp_path / "c", clips=1, frames=3, progress=False, workers=0)
 
 
 def test_cli_data_generate(tmp_path, capsys):

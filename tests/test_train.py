@@ -105,6 +105,16 @@ def test_resume_is_exact(pipeline, tmp_path):
         assert all(torch.equal(a[part]["dit"][k], b[part]["dit"][k]) for k in a[part]["dit"])
 
 
+def test_max_minutes_ends_the_run_early_as_at_its_last_step_and_resume_goes_on(pipeline, tmp_path):
+    lat = f"data={pipeline / 'latents'}"
+    summary = run(tmp_path, "chunk_causal", "timed", lat, "steps=50", "max_minutes=1e-6")
+    assert summary["steps"] == 1 and summary["stopped_by_max_minutes"]
+    assert torch.load(tmp_path / "timed" / "checkpoint.pt", weights_only=False)["step"] == 1
+    assert (tmp_path / "timed" / "world" / "dit.safetensors").exists()
+    summary = run(tmp_path, "chunk_causal", "timed", lat, "steps=3", "resume=true")
+    assert summary["steps"] == 3 and summary["resumed_from"] == 1 and not summary["stopped_by_max_minutes"]
+
+
 def _torchrun(args: list[str], tmp: Path, port: int) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port), "-m", "sanawm.train", *args]
@@ -156,6 +166,8 @@ def test_config_errors_name_the_key(tmp_path):
         compose(["steps=many", "data=x"])
     with pytest.raises(ValueError, match="latent_frames must be 1 \\+ 3 k"):
         compose(["latent_frames=6", "data=x"])
+    with pytest.raises(ValueError, match="max_minutes must be >= 0"):
+        compose(["max_minutes=-1", "data=x"])
     with pytest.raises(ValueError, match="needs teacher="):
         compose(["stage=ode", "data=x"])
 

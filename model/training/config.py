@@ -96,6 +96,7 @@ class TrainConfig:
     data: str = "???"  # clip folder (vae, latents: `sanawm data generate` or RealEstate10K-style) or latent folder (the rest)
     out: str = "outputs/train"  # run folder: checkpoints, metrics.jsonl, samples/, the exported world
     steps: int = 1000  # optimiser steps of this stage
+    max_minutes: float = 0.0  # wall-clock budget: stop after the step that passes it, ending as at the last step (0: none)
     batch_size: int = 1  # clips per process and step (release 1 per GPU)
     latent_frames: int = 7  # latent frames per training clip (1 + 3 k: frame 0 then chunks of 3); 7 = 25 raw frames
     seed: int = 0  # base seed: data order, noise and initialisation; each process adds its rank
@@ -132,6 +133,8 @@ class TrainConfig:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)}")
         parse_threads(self.threads)
+        if self.max_minutes < 0:
+            raise ValueError(f"max_minutes must be >= 0 (0: no limit), got {self.max_minutes}")
         if self.num_workers < 0 or self.sample_every < 0:
             raise ValueError(f"num_workers and sample_every must be >= 0, got {self.num_workers}, {self.sample_every}")
         if self.latent_frames < FIRST_CHUNK_FRAMES or (self.latent_frames - 1) % CHUNK_FRAMES:

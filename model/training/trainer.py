@@ -115,24 +115,29 @@ def _train(cfg: TrainConfig, d: Dist) -> dict[str, Any]:
             rows.append(stage.step(batch, step))
         seen += cfg.batch_size * d.world
         done = step + 1
-        if done % cfg.log_every == 0 or done == cfg.steps:
+        # Every process stops at the same step: the slowest one's clock decides.
+        out_of_time = bool(cfg.max_minutes) and d.any(time.perf_counter() - started > 60 * cfg.max_minutes)
+        last = done == cfg.steps or out_of_time
+        if done % cfg.log_every == 0 or last:
             metrics = {k: d.mean(v) for k, v in _mean(rows).items()}
             metrics["samples_per_s"] = seen / (time.perf_counter() - t0)
             log.write(done, metrics)
             bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if k in ("loss", "dmd_loss", "critic_loss", "samples_per_s")})
             rows, seen, t0 = [], 0, time.perf_counter()
-        if cfg.sample_every and done % cfg.sample_every == 0 and done != cfg.steps:
+        if cfg.sample_every and done % cfg.sample_every == 0 and not last:
             stage.samples(samples_dir, done)
-        if done % cfg.ckpt_every == 0 or done == cfg.steps:
+        if done % cfg.ckpt_every == 0 or last:
             _save(ckpt, cfg, d, stage, done)
         bar.update(1)
+        if out_of_time:
+            break
     bar.close()
     log.close()
-    videos = stage.samples(samples_dir, cfg.steps)
+    videos = stage.samples(samples_dir, done)
     artefact = stage.export(out)
-    summary = {"stage": cfg.stage, "world": cfg.world, "steps": cfg.steps, "resumed_from": start, "processes": d.world,
+    summary = {"stage": cfg.stage, "world": cfg.world, "steps": done, "resumed_from": start, "processes": d.world,
                "seconds": time.perf_counter() - started, "export": str(artefact), "samples": [str(v) for v in videos],
-               "checkpoint": str(ckpt)}
+               "checkpoint": str(ckpt), "stopped_by_max_minutes": done < cfg.steps}
     if d.main:
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         print(json.dumps(summary, indent=2))
