@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The shipped world trained further on a lent GPU, in one call of the device tool (issue 15): fresh clips
+# rendered there, the teacher continued, then self-forcing of the shipped student against it, each stage
+# under a wall-clock budget (sanawm train max_minutes). Three steps:
+#
+#   scripts/gpu_world.sh pack TEACHER_WORLD      # here: .carry/teacher (the teacher in fp16), .whl-train (wheels; both git-ignored)
+#   run(command="bash scripts/gpu_world.sh train", carry=[".carry", ".whl-train"], timeout_s=600)
+#   scripts/gpu_world.sh unpack FILES_DIR OUT    # here: OUT/teacher and OUT/student, world folders to evaluate
+#
+# train's environment: WORLD (small), SIZE ("64 64"), CLIPS (4096), WORKERS (14, rendering processes),
+# BATCH (32), TEACHER_MIN (3.5), STUDENT_MIN (2), STUDENT (the world self-forcing starts from: the
+# shipped one). The device tool brings back 8 files of at most 16 MiB: the two DiTs come back in fp16,
+# split into parts, beside one archive of the logs and metrics.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+mode=${1:?usage: scripts/gpu_world.sh pack TEACHER_WORLD | train | unpack FILES_DIR OUT}
+
+if [ "$mode" = pack ]; then
+  teacher=${2:?usage: scripts/gpu_world.sh pack TEACHER_WORLD}
+  rm -rf .carry/teacher && mkdir -p .carry .whl-train
+  python3 scripts/half_world.py "$teacher" .carry/teacher
+  rm .carry/teacher/vae.safetensors  # the shipped world's VAE (unchanged since the first round) goes back in there
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp --platform any -d .whl-train \
+    gymnasium==1.4.0 farama-notifications==0.0.6 hydra-core==1.3.8 omegaconf==2.3.1
+  python3 -m pip wheel -q --no-deps -w .whl-train antlr4-python3-runtime==4.9.3
+  du -sh .carry .whl-train
+  exit 0
+fi
+
+if [ "$mode" = unpack ]; then
+  files=${2:?usage: scripts/gpu_world.sh unpack FILES_DIR OUT} out=${3:?usage: scripts/gpu_world.sh unpack FILES_DIR OUT}
+  mkdir -p "$out"
+  tar xzf "$files/gpu-world.tar.gz" -C "$out"
+  for part in teacher student; do
+    cat "$files/$part-dit.safetensors.part"* > "$out/$part/world/dit.safetensors"
+    echo "$out/$part/world"
+  done
+  exit 0
+fi
+
+[ "$mode" = train ] || { echo "unknown mode $mode: pack, train or unpack" >&2; exit 2; }
+OUT=${OUT:-outputs/gpu-world}
+WORK=${WORK:-/tmp/gpu-world}
+WORLD=${WORLD:-small} SIZE=${SIZE:-64 64} CLIPS=${CLIPS:-4096} WORKERS=${WORKERS:-14} BATCH=${BATCH:-32}
+TEACHER_MIN=${TEACHER_MIN:-3.5} STUDENT_MIN=${STUDENT_MIN:-2} STUDENT=${STUDENT:-sanawm_env/assets/world-small}
+export PYTHONUNBUFFERED=1 PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+if [ -d .whl-train ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl-train/*.whl \
+    && export PYTHONPATH="/tmp/site:$PYTHONPATH"
+fi
+mkdir -p "$OUT" "$WORK"
+[ -f .carry/teacher/vae.safetensors ] || cp "$STUDENT/vae.safetensors" .carry/teacher/
+(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU") | tee "$WORK/device.txt"
+
+step() {  # step NAME COMMAND...: run it, log it, print how long it took and the log's tail
+  local name=$1 t0=$SECONDS; shift
+  "$@" > "$WORK/$name.log" 2>&1
+  local rc=$?
+  echo "== $name: rc=$rc, $((SECONDS - t0)) s"
+  tail -n 5 "$WORK/$name.log"
+  return $rc
+}
+# shellcheck disable=SC2086
+step clips python3 -m sanawm data generate --out "$WORK/clips" --clips "$CLIPS" --frames 49 --size $SIZE --seed 1000 --workers "$WORKERS" &&
+step latents python3 -m sanawm train world="$WORLD" stage=latents data="$WORK/clips" vae="$STUDENT" out="$WORK/latents" progress=false
+T=(python3 -m sanawm train world="$WORLD" data="$WORK/latents" batch_size="$BATCH" latent_frames=7 num_workers=4 progress=false
+   steps=1000000 ckpt_every=1000000 log_every=25)
+step teacher "${T[@]}" stage=chunk_causal out="$WORK/teacher" init=.carry/teacher max_minutes="$TEACHER_MIN" \
+  optim.lr=1e-4 optim.ema_decay=0.998 &&
+step student "${T[@]}" stage=self_forcing out="$WORK/student" init="$STUDENT" teacher="$WORK/teacher" max_minutes="$STUDENT_MIN" \
+  optim.lr=2e-5 distill.generator_every=2
+
+for part in teacher student; do  # fp16 DiTs in parts under 16 MiB; the rest of each run (not its checkpoint) in the archive
+  if [ -f "$WORK/$part/world/dit.safetensors" ]; then
+    python3 scripts/half_world.py "$WORK/$part/world" "$WORK/$part/world" > /dev/null &&
+      split -b 15m -d "$WORK/$part/world/dit.safetensors" "$OUT/$part-dit.safetensors.part"
+  fi
+done
+tar czf "$OUT/gpu-world.tar.gz" -C "$WORK" --exclude='*/checkpoint.pt' --exclude='*/dit.safetensors' --exclude=clips --exclude=latents \
+  --exclude='trajectories' .
+ls -la "$OUT"
