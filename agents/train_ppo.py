@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,12 +51,15 @@ class TrainPPOConfig:
     ent_coef: float = 0.0
     device: str = "cpu"
     out: str = "runs/agents"
+    max_minutes: float = 0.0
 
     def __post_init__(self) -> None:
         check_common(self.env, self.seed, {"num_envs": self.num_envs, "total_timesteps": self.total_timesteps, "n_steps": self.n_steps,
                                            "batch_size": self.batch_size, "n_epochs": self.n_epochs, "max_episode_steps": self.max_episode_steps})
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.max_minutes < 0:
+            raise ValueError(f"max_minutes must be >= 0 (0: no limit), got {self.max_minutes}")
 
 
 class GoalMetrics(BaseCallback):
@@ -67,6 +71,19 @@ class GoalMetrics(BaseCallback):
                 self.logger.record_mean("rollout/success_rate", float(info["success"]))
                 self.logger.record_mean("rollout/spl", float(info["spl"]))
         return True
+
+
+class TimeBudget(BaseCallback):
+    """Stops learning at the first env step after ``minutes`` of wall time (SB3 ends ``learn`` when a
+    callback's step returns False); the model is saved as at the end."""
+
+    def __init__(self, minutes: float) -> None:
+        super().__init__()
+        self.seconds = 60 * minutes
+        self.started = time.perf_counter()
+
+    def _on_step(self) -> bool:
+        return time.perf_counter() - self.started <= self.seconds
 
 
 def _policy_kind(space: gym.Space) -> str:
@@ -91,10 +108,12 @@ def make_ppo(cfg: TrainPPOConfig, folder: Path) -> Any:
 
 def learn(model: Any, cfg: TrainPPOConfig, folder: Path) -> Path:
     """Run PPO for ``cfg.total_timesteps``, save ``model.zip`` and ``summary.json`` in ``folder``; returns it."""
-    model.learn(cfg.total_timesteps, callback=GoalMetrics(), tb_log_name="ppo")
+    callbacks = [GoalMetrics()] + ([TimeBudget(cfg.max_minutes)] if cfg.max_minutes else [])
+    model.learn(cfg.total_timesteps, callback=callbacks, tb_log_name="ppo")
     model.save(folder / "model.zip")
     episodes = list(model.ep_info_buffer)
-    summary = {"run": folder.name, "timesteps": int(model.num_timesteps), "policy": _policy_kind(model.observation_space),
+    summary = {"run": folder.name, "timesteps": int(model.num_timesteps), "stopped_by_max_minutes": model.num_timesteps < cfg.total_timesteps,
+               "policy": _policy_kind(model.observation_space),
                "recent_episodes": len(episodes), "recent_return": float(np.mean([e["r"] for e in episodes])) if episodes else None}
     (folder / "summary.json").write_text(json.dumps(summary, indent=2))
     model.get_env().close()

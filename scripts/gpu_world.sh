@@ -18,13 +18,11 @@ mode=${1:?usage: scripts/gpu_world.sh pack TEACHER_WORLD | train | unpack FILES_
 
 if [ "$mode" = pack ]; then
   teacher=${2:?usage: scripts/gpu_world.sh pack TEACHER_WORLD}
-  rm -rf .carry/teacher && mkdir -p .carry .whl-train
+  rm -rf .carry/teacher && mkdir -p .carry
   python3 scripts/half_world.py "$teacher" .carry/teacher
   rm .carry/teacher/vae.safetensors  # the shipped world's VAE (unchanged since the first round) goes back in there
-  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp --platform any -d .whl-train \
-    gymnasium==1.4.0 farama-notifications==0.0.6 hydra-core==1.3.8 omegaconf==2.3.1
-  python3 -m pip wheel -q --no-deps -w .whl-train antlr4-python3-runtime==4.9.3
-  du -sh .carry .whl-train
+  bash scripts/gpu_wheels_train.sh
+  du -sh .carry
   exit 0
 fi
 

@@ -53,6 +53,14 @@ def test_ppo_trains_in_the_learned_world(tmp_path):
     assert _summary(train(cfg))["timesteps"] >= 64
 
 
+def test_max_minutes_stops_ppo_early_and_saves_the_model(tmp_path):
+    cfg = TrainPPOConfig(num_envs=2, n_steps=32, batch_size=32, n_epochs=1, total_timesteps=100_000, max_episode_steps=10,
+                         env_kwargs=FAST_GT, out=str(tmp_path), max_minutes=1e-6)
+    run = train(cfg)
+    summary = _summary(run)
+    assert summary["stopped_by_max_minutes"] and summary["timesteps"] < 100_000 and (run / "model.zip").is_file()
+
+
 def test_expert_beats_random_in_both_worlds(tmp_path):
     results = {}
     for env, kwargs in (("SanaWM-GT-v0", {"height": 32, "width": 32, "frames_per_step": 4}), ("SanaWM-v0", {"size": "tiny", "height": 32, "width": 32})):
@@ -89,6 +97,8 @@ def test_bad_configs_are_named(tmp_path, capsys):
         evaluate(EvaluateConfig(policy=str(tmp_path / "bad.zip"), out=str(tmp_path)))
     with pytest.raises(ValueError, match="env must be one of"):
         TrainPPOConfig(env="CartPole-v1")
+    with pytest.raises(ValueError, match="max_minutes must be >= 0"):
+        TrainPPOConfig(max_minutes=-1)
     with pytest.raises(ValueError, match="needs a goal task"):
         evaluate(EvaluateConfig(task="explore", episodes=1, video_episodes=0, env_kwargs={"height": 32, "width": 32}, out=str(tmp_path)))
 
