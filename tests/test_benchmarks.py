@@ -120,3 +120,23 @@ def test_sb3_vec_benchmark_writes_table_and_json(tmp_path):
     (row,) = json.loads(out.read_text())["results"]
     assert row["num_envs"] == 2 and len(row["rounds"]["batched"]) == len(row["rounds"]["make_vec_env"]) == 2
     assert row["ratio"] == row["batched_steps_per_s"] / row["make_vec_env_steps_per_s"] > 0
+
+
+def test_world_curve_reads_eval_folders_and_plots(tmp_path):
+    def fake_eval(name, world_early, world_all):
+        folder = tmp_path / name
+        folder.mkdir()
+        worlds = {"world": {"early_psnr": world_early, "fidelity_psnr": world_all}, "repeat_first": {"early_psnr": 19.0, "fidelity_psnr": 18.0}}
+        (folder / "metrics.json").write_text(json.dumps({"splits": {"smooth": {"seconds": 6.0, "worlds": worlds}}}))
+        return folder
+
+    out = tmp_path / "curve.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "world_curve.py"), "--point", f"a:1.5:{fake_eval('a', 20.0, 18.5)}",
+                          "--point", f"b:3:{fake_eval('b', 21.5, 19.0)}", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "| b | 3.00 | +2.50 / +1.00 |" in run.stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["splits"]["smooth"]["early_gain"] for r in rows] == [1.0, 2.5] and out.with_suffix(".png").stat().st_size > 0
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "world_curve.py"), "--point", f"c:1:{tmp_path}"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "no metrics.json" in bad.stderr
