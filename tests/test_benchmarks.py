@@ -36,8 +36,8 @@ def test_gdn_benchmark_writes_table_and_json(tmp_path):
     assert "/ floor" in run.stdout
     data = json.loads(out.read_text())
     assert data["ceilings"]["bandwidth_bytes_per_s"] > 0 and data["ceilings"]["matmul_flops_per_s"] > 0
-    assert {(r["pass"], r["variant"]) for r in data["results"]} == {("fwd", "reference"), ("fwd+bwd", "reference")}
-    assert all(r["floor_ms"] > 0 and r["over_floor"] > 0 for r in data["results"])
+    assert {(r["pass"], r["variant"]) for r in data["results"]} == {(p, v) for p in ("fwd", "fwd+bwd") for v in ("reference", "transitions")}
+    assert all(r["floor_ms"] > 0 and r["over_floor"] > 0 and r["speedup_vs_reference"] > 0 for r in data["results"])
 
 
 def test_env_step_rejects_long_runs_too_short_for_the_latency_window():
