@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 import torch
+
+
+def video_suffix() -> str:
+    """".mp4" where ffmpeg is installed (imageio-ffmpeg), else ".gif" (Pillow): for videos a run writes
+    on its own, such as training samples on a machine whose image lacks ffmpeg."""
+    return ".mp4" if importlib.util.find_spec("imageio_ffmpeg") is not None else ".gif"
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: float = 16.0) -> Path:

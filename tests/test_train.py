@@ -115,6 +115,17 @@ def test_max_minutes_ends_the_run_early_as_at_its_last_step_and_resume_goes_on(p
     assert summary["steps"] == 3 and summary["resumed_from"] == 1 and not summary["stopped_by_max_minutes"]
 
 
+def test_samples_fall_back_to_gif_without_ffmpeg(tmp_path, monkeypatch):
+    import numpy as np
+
+    from model.training.stage import Stage
+
+    assert Stage.write_sample(tmp_path, 3, np.zeros((2, 4, 8, 3), np.uint8)).name == "step-0000003.mp4"
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # as on a machine without imageio-ffmpeg
+    gif = Stage.write_sample(tmp_path, 4, np.zeros((2, 4, 8, 3), np.uint8))
+    assert gif.name == "step-0000004.gif" and gif.stat().st_size > 0
+
+
 def _torchrun(args: list[str], tmp: Path, port: int) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port), "-m", "sanawm.train", *args]

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from ..checkpoint import load_model
 from ..dit import SanaWMDiT
-from ..video import write_video
+from ..video import video_suffix, write_video
 from ..world import WorldModel, load_world
 from . import checkpoints
 from .config import TrainConfig
@@ -169,8 +169,9 @@ class Stage:
 
     @staticmethod
     def write_sample(folder: Path, step: int, frames: np.ndarray, fps: float = 16.0) -> Path:
-        """A sample video (generated and ground truth side by side) of ``step`` in ``folder``."""
-        return write_video(folder / f"step-{step:07d}.mp4", frames, fps=fps)
+        """A sample video (generated and ground truth side by side) of ``step`` in ``folder`` (.mp4, or .gif
+        without ffmpeg: a missing encoder must not cost a run its export)."""
+        return write_video(folder / f"step-{step:07d}{video_suffix()}", frames, fps=fps)
 
     # ---- what a stage defines ------------------------------------------------------------------
 

@@ -133,8 +133,8 @@ def _train(cfg: TrainConfig, d: Dist) -> dict[str, Any]:
             break
     bar.close()
     log.close()
+    artefact = stage.export(out)  # first: the world is the run's product, the samples only show it
     videos = stage.samples(samples_dir, done)
-    artefact = stage.export(out)
     summary = {"stage": cfg.stage, "world": cfg.world, "steps": done, "resumed_from": start, "processes": d.world,
                "seconds": time.perf_counter() - started, "export": str(artefact), "samples": [str(v) for v in videos],
                "checkpoint": str(ckpt), "stopped_by_max_minutes": done < cfg.steps}
