@@ -3,7 +3,7 @@
 ``scan`` (one scan) and ``bidirectional_scan`` (a forward scan from a carried state plus an exclusive
 reverse scan, normalised: the bidirectional and chunk-causal modes and the streaming step) run the
 Triton kernels on CUDA tensors and PyTorch elsewhere (``bidirectional_scan`` in the transition form of
-``transitions.py``, faster on the CPU than the reference it is tested against);
+``transitions.py``, tested against the reference; faster on the env's streamed chunks);
 ``force_triton()`` (or ``SANAWM_FORCE_TRITON=1``) sends CPU tensors to the kernels too (and
 ``force_triton(False)`` CUDA tensors to the reference), which with
 ``TRITON_INTERPRET=1`` runs the real kernel code on the CPU (how the tests check it).

@@ -82,6 +82,12 @@ def _read(kv: Tensor, z: Tensor | None, q: Tensor, q_rot: Tensor) -> tuple[Tenso
     return num, den
 
 
+def scan_steps(x: Tensor) -> tuple[Tensor, ...]:
+    """(B, H, T, ...) -> per step of ``bidirectional_loop``, the (2B, H, ...) slice: forward frame i beside
+    reverse frame T-1-i. Separate views up front (see scan_reference)."""
+    return torch.cat([x, x.flip(2)]).unbind(2)
+
+
 def bidirectional_loop(
     write: Callable[[int, Tensor, Tensor | None], tuple[Tensor, Tensor | None]],
     q: Tensor,
@@ -152,10 +158,8 @@ def bidirectional_reference(
     running the scans one after the other, which is what costs on the CPU.
     """
     q, k, v, q_rot, k_rot, beta, gamma = (x.float() for x in (q, k, v, q_rot, k_rot, beta, gamma))
-    both = lambda x: torch.cat([x, x.flip(2)])  # noqa: E731  (2B, H, T, ...): reverse half in scan order
-    # Frames as separate views up front (see scan_reference).
-    v2, kr2, beta2, gamma2 = (both(x).unbind(2) for x in (v, k_rot, beta, gamma))
-    k2 = both(k).unbind(2) if with_denominator else None
+    v2, kr2, beta2, gamma2 = (scan_steps(x) for x in (v, k_rot, beta, gamma))
+    k2 = scan_steps(k) if with_denominator else None
 
     def write(i: int, kv: Tensor, z: Tensor | None) -> tuple[Tensor, Tensor | None]:
         g = gamma2[i][:, :, None, None]

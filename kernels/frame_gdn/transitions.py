@@ -9,8 +9,9 @@ the frame's S tokens gathered into D x D matrices:
 So the products over tokens run for all frames at once (one batched product each for A, B, Az and
 c before the scan, one for the reads after it) and only D x D products stay in the loop over frames,
 where the reference runs four products over the S tokens per frame. Same results as
-``bidirectional_reference`` up to fp32 rounding (``tests/test_gdn_transitions.py``), 1.2x to 1.5x
-faster on the CPU at the small world's sizes (``benchmarks/gdn.py``).
+``bidirectional_reference`` up to fp32 rounding (``tests/test_kernels_gdn.py``). On the CPU at the small
+world's sizes it is 1.03x to 1.28x faster on streamed chunks and 0.88x to 0.97x on a training batch
+(``benchmarks/gdn.py``, RESULTS.md): more arithmetic when S <= D, in fewer and larger calls.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .reference import bidirectional_loop
+from .reference import bidirectional_loop, scan_steps
 
 Tensor = torch.Tensor
 
@@ -54,9 +55,8 @@ def bidirectional_transitions(
     The same loop as ``bidirectional_reference`` (``bidirectional_loop``) with the write above.
     """
     q, k, v, q_rot, k_rot, beta, gamma = (x.float() for x in (q, k, v, q_rot, k_rot, beta, gamma))
-    both = lambda x: None if x is None else torch.cat([x, x.flip(2)]).unbind(2)  # noqa: E731  (2B, H, ...) per scan step
-    a, bv, az, c = (both(x) for x in _transitions(k, k_rot, v, beta, with_denominator))
-    g = both(gamma[..., None, None])
+    a, bv, az, c = (None if x is None else scan_steps(x) for x in _transitions(k, k_rot, v, beta, with_denominator))
+    g = scan_steps(gamma[..., None, None])
 
     def write(i: int, kv: Tensor, z: Tensor | None) -> tuple[Tensor, Tensor | None]:
         kv = g[i] * (kv - kv @ a[i]) + bv[i]
