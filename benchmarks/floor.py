@@ -28,7 +28,7 @@ def fp32_device() -> str:
 def machine_info(device: str) -> dict[str, object]:
     """What a benchmark's JSON records about where it ran."""
     return {"processor": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "device": device, "gpu": torch.cuda.get_device_name() if device == "cuda" else None}
+            "torch": torch.__version__, "device": device, "gpu": torch.cuda.get_device_name(device) if device.startswith("cuda") else None}
 
 
 def time_ms(fn: Callable[[], object], device: str) -> float:

@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
+from floor import machine_info
 
 
 def build(kind: str, num_envs: int, env_kwargs: dict):
@@ -86,9 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"| {r['num_envs']} | {r['batched_steps_per_s']:.2f} | {r['make_vec_env_steps_per_s']:.2f} | {r['ratio']:.2f}x |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                                                "torch": torch.__version__, "device": args.device,
-                                                **({"gpu": torch.cuda.get_device_name()} if args.device.startswith("cuda") else {})},
+    args.out.write_text(json.dumps({"machine": {**machine_info(args.device), "cores": os.cpu_count()},
                                     "world": args.world or "shipped", "size": args.size, "steps": args.steps, "rounds": args.rounds,
                                     "results": rows}, indent=2))
     return 0
