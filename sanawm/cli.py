@@ -288,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--trajectories", nargs="+", choices=sorted(TRAJECTORIES), default=list(TRAJECTORIES), help="kinds of camera path to draw from")
     gen.add_argument("--depth", action="store_true", help="also store metric z-depth (float16)")
     gen.add_argument("--resume", action="store_true", help="continue an interrupted run in --out (same arguments) after its last finished shard")
-    gen.add_argument("--workers", type=int, default=1, help="processes rendering clips side by side (the same data as one)")
+    gen.add_argument("--workers", type=_positive_int, default=1, help="processes rendering clips side by side (the same data as one)")
     gen.set_defaults(func=_data_generate)
 
     train = sub.add_parser("train", help="train a world: one stage of the recipe (vae, latents, bidirectional, chunk_causal, "

@@ -121,3 +121,6 @@ def test_cli_data_generate(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["data", "generate", "--out", str(tmp_path / "x"), "--clips", "0", "--frames", "5"])
     assert "must be a positive integer" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["data", "generate", "--out", str(tmp_path / "x"), "--clips", "2", "--frames", "5", "--workers", "0"])
+    assert "--workers" in (err := capsys.readouterr().err) and "must be a positive integer" in err
