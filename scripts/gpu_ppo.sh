@@ -15,11 +15,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-outputs/gpu-ppo} WORK=${WORK:-/tmp/gpu-ppo}
 NUM_ENVS=${NUM_ENVS:-16} N_STEPS=${N_STEPS:-32} STEPS=${STEPS:-20480} MINUTES=${MINUTES:-7} DEVICE=${DEVICE:-cuda} ENV_KWARGS=${ENV_KWARGS:-}
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-if [ -d .whl-train ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl-train/*.whl \
-    && export PYTHONPATH="/tmp/site:$PYTHONPATH"
-fi
+# shellcheck source=scripts/gpu_env.sh
+source scripts/gpu_env.sh
+gpu_wheels .whl-train
 mkdir -p "$OUT" "$WORK"
 t0=$SECONDS
 # shellcheck disable=SC2086

@@ -13,7 +13,6 @@
 # split into parts, beside one archive of the logs and metrics.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
 mode=${1:?usage: scripts/gpu_world.sh pack TEACHER_WORLD | train | unpack FILES_DIR OUT}
 
 if [ "$mode" = pack ]; then
@@ -42,11 +41,9 @@ OUT=${OUT:-outputs/gpu-world}
 WORK=${WORK:-/tmp/gpu-world}
 WORLD=${WORLD:-small} SIZE=${SIZE:-64 64} CLIPS=${CLIPS:-4096} WORKERS=${WORKERS:-14} BATCH=${BATCH:-32}
 TEACHER_MIN=${TEACHER_MIN:-3.5} STUDENT_MIN=${STUDENT_MIN:-2} STUDENT=${STUDENT:-sanawm_env/assets/world-small}
-export PYTHONUNBUFFERED=1 PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-if [ -d .whl-train ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl-train/*.whl \
-    && export PYTHONPATH="/tmp/site:$PYTHONPATH"
-fi
+# shellcheck source=scripts/gpu_env.sh
+source scripts/gpu_env.sh
+gpu_wheels .whl-train
 mkdir -p "$OUT" "$WORK"
 [ -f .carry/teacher/vae.safetensors ] || cp "$STUDENT/vae.safetensors" .carry/teacher/
 (nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU") | tee "$WORK/device.txt"
