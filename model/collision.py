@@ -1,14 +1,19 @@
 """The collision predictor: does a step's commanded motion run into something, and where along it?
 
 A learned world has no geometry to stop the camera, so ``SanaWM-v0`` asks this small network, kept in
-the world folder as ``collision.safetensors`` (``model.world``). From the frame the camera sees before
-the step, the step's motion and the direction of gravity in the camera frame it predicts
+the world folder as ``collision.safetensors`` (``model.world``). It reads the world's first frame, the
+camera's pose relative to that frame, the step's motion and the direction of gravity in the camera
+frame, and predicts
 
 * the probability that the motion collides (the ground truth's ``collision``: the camera, a sphere,
   touches geometry somewhere along the step), and
 * the fraction of the step's raw frames that move freely before the contact.
 
-It is trained on the procedural ground truth, which knows every collision
+Why the first frame and not the one the camera sees now: frame 0 is the one true view of an imagined
+world (the image it was started from, a render or the user's photo), while later frames are the
+world's own guesses, which do not show walls where the true world has them (a predictor reading them
+found 8% of true collisions; benchmarks/RESULTS.md, "Collision predictor"). Reading frame 0 and poses
+only, the predictor sees the same inputs in ``SanaWM-v0`` as in the ground truth it is trained on
 (``sanawm_env.collision_data``, ``agents.train_collision``).
 """
 
@@ -44,10 +49,11 @@ class CollisionConfig:
 
 
 class CollisionPredictor(nn.Module):
-    """A CNN over the frame, an MLP over the motion, and a head over both (``forward``'s docstring).
+    """A CNN over the first frame, an MLP over the pose, gravity and motion, and a head over both
+    (``forward``'s docstring).
 
-    The procedural worlds are left-right symmetric in their geometry, so a frame mirrored left to
-    right with its motion and gravity mirrored (``mirror``) has the same answer; training uses it."""
+    The procedural worlds are left-right symmetric in their geometry, so inputs mirrored left to right
+    (``mirror``) have the same answer; training uses it."""
 
     def __init__(self, config: CollisionConfig) -> None:
         super().__init__()
@@ -59,14 +65,17 @@ class CollisionPredictor(nn.Module):
         down = 2 ** len(config.channels)
         image_features = config.channels[-1] * (config.height // down) * (config.width // down)
         self.image_proj = nn.Linear(image_features, config.hidden)
-        self.motion = nn.Sequential(nn.Linear(9, config.hidden), nn.GELU(), nn.Linear(config.hidden, config.hidden))
-        self.head = nn.Sequential(nn.Linear(2 * config.hidden, config.hidden), nn.GELU(), nn.Linear(config.hidden, 2))
+        h = config.hidden
+        self.motion = nn.Sequential(nn.Linear(21, h), nn.GELU(), nn.Linear(h, h), nn.GELU(), nn.Linear(h, h))
+        self.head = nn.Sequential(nn.Linear(2 * h, h), nn.GELU(), nn.Linear(h, 2))
 
-    def forward(self, images: Tensor, gravity: Tensor, motion: Tensor) -> Tensor:
-        """Logits of (collision, free fraction) for M candidate motions from each of B frames.
+    def forward(self, first: Tensor, pose: Tensor, gravity: Tensor, motion: Tensor) -> Tensor:
+        """Logits of (collision, free fraction) for M candidate motions from each of B cameras.
 
         Args:
-            images: (B, H, W, 3) uint8 frames the camera sees before the step.
+            first: (B, H, W, 3) uint8 first frame of each camera's world (frame 0 of its episode).
+            pose: (B, 4, 4) the camera's pose in the first frame's camera coordinates
+                (``inverse(first_c2w) @ c2w``, metres).
             gravity: (B, 3) the world's down direction (its +y axis) in the camera frame.
             motion: (B, M, 6) the steps' motions (dx, dy, dz in metres, droll, dpitch, dyaw in radians,
                 camera frame), as the env scales actions.
@@ -74,27 +83,34 @@ class CollisionPredictor(nn.Module):
         Returns:
             (B, M, 2): the collision logit and the logit of the free fraction of the step's frames.
         """
-        x = images.permute(0, 3, 1, 2).to(self.image_proj.weight.dtype) / 255.0 - 0.5  # (B, 3, H, W)
+        dtype = self.image_proj.weight.dtype
+        x = first.permute(0, 3, 1, 2).to(dtype) / 255.0 - 0.5  # (B, 3, H, W)
         for conv, norm in zip(self.convs, self.norms):
             x = F.gelu(norm(conv(x)))  # halves H and W
         image = self.image_proj(x.flatten(1))  # (B, hidden)
-        gravity = gravity.to(image.dtype)[:, None].expand(-1, motion.shape[1], -1)
-        moves = self.motion(torch.cat([motion.to(image.dtype), gravity], -1))  # (B, M, hidden)
+        moves = self.motion(motion_features(pose, gravity, motion).to(dtype))  # (B, M, hidden)
         return self.head(torch.cat([image[:, None].expand_as(moves), moves], -1))
 
     @torch.no_grad()
-    def predict(self, images: Tensor, gravity: Tensor, motion: Tensor) -> tuple[Tensor, Tensor]:
-        """For one motion (B, 6) per frame: the collision probability (B,) and the free fraction (B,)."""
-        logits = self(images, gravity, motion[:, None])[:, 0].float()
+    def predict(self, first: Tensor, pose: Tensor, gravity: Tensor, motion: Tensor) -> tuple[Tensor, Tensor]:
+        """For one motion (B, 6) per camera: the collision probability (B,) and the free fraction (B,)."""
+        logits = self(first, pose, gravity, motion[:, None])[:, 0].float()
         return torch.sigmoid(logits[:, 0]), torch.sigmoid(logits[:, 1])
 
 
+def motion_features(pose: Tensor, gravity: Tensor, motion: Tensor) -> Tensor:
+    """(B, M, 21): each motion (6) beside its camera's gravity (3) and pose, translation (3) and rotation (9)."""
+    where = torch.cat([gravity, pose[:, :3, 3], pose[:, :3, :3].flatten(1)], -1).to(motion.dtype)  # (B, 15)
+    return torch.cat([motion, where[:, None].expand(-1, motion.shape[1], -1)], -1)
+
+
 # Mirroring the camera's x axis flips dx, and, of the rotation vector (dpitch, dyaw, droll) about
-# (x, y, z), the yaw and the roll; gravity's x flips.
+# (x, y, z), the yaw and the roll; gravity's x flips; a pose P becomes S P S with S = diag(-1, 1, 1, 1).
 _MIRROR_MOTION = (-1.0, 1.0, 1.0, -1.0, 1.0, -1.0)
-_MIRROR_GRAVITY = (-1.0, 1.0, 1.0)
+_MIRROR_AXES = (-1.0, 1.0, 1.0)
 
 
-def mirror(images: Tensor, gravity: Tensor, motion: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def mirror(first: Tensor, pose: Tensor, gravity: Tensor, motion: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The left-right mirror image of a predictor's inputs (``CollisionPredictor.forward``'s shapes)."""
-    return (images.flip(-2), gravity * gravity.new_tensor(_MIRROR_GRAVITY), motion * motion.new_tensor(_MIRROR_MOTION))
+    s = pose.new_tensor([*_MIRROR_AXES, 1.0])
+    return (first.flip(-2), s[:, None] * pose * s, gravity * gravity.new_tensor(_MIRROR_AXES), motion * motion.new_tensor(_MIRROR_MOTION))

@@ -71,6 +71,7 @@ class WorldSlot:
     state: WorldState
     decoder: Tensor | None  # the VAE decoder's cache, None before the first chunk
     first_c2w: np.ndarray  # (4, 4) pose of raw frame 0
+    first_image: np.ndarray  # (H, W, 3) uint8 raw frame 0, the image the world started from
     pose: np.ndarray  # (4, 4) pose of the last raw frame so far
     raw_frames: int  # raw frames generated so far, frame 0 included
     history: Tensor  # (1, C, <= refine_window, h, w) recent latents, context of the refiner
@@ -81,7 +82,7 @@ class WorldSlot:
         rng = np.random.Generator(type(self.rng.bit_generator)())
         rng.bit_generator.state = self.rng.bit_generator.state
         return WorldSlot(self.state.clone(), None if self.decoder is None else self.decoder.clone(), self.first_c2w.copy(),
-                         self.pose.copy(), self.raw_frames, self.history.clone(), self.first_latent.clone(), rng)
+                         self.first_image.copy(), self.pose.copy(), self.raw_frames, self.history.clone(), self.first_latent.clone(), rng)
 
 
 @dataclass
@@ -130,7 +131,7 @@ class WorldRollout:
         comes from ``rng``."""
         video = torch.tensor(image, device=self.device).permute(2, 0, 1)[None, :, None].to(self.dtype) / 127.5 - 1
         latent = self.world.vae.encode(video).detach()  # (1, C, 1, h, w)
-        self.slots[i] = WorldSlot(self.gen.prefill(latent), None, pose.copy(), pose.copy(), 1, latent[:, :, :0], latent, rng)
+        self.slots[i] = WorldSlot(self.gen.prefill(latent), None, pose.copy(), image.copy(), pose.copy(), 1, latent[:, :, :0], latent, rng)
 
     def step(self, indices: list[int], poses: np.ndarray) -> ChunkResult:
         """Advance worlds ``indices`` by one chunk along camera-to-world ``poses`` (n, F, 4, 4) of the

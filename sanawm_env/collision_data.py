@@ -55,7 +55,7 @@ class CollisionDataConfig:
     frames_per_step: int = 12  # raw frames of one env step: where along it the contact falls is counted in these
     max_translation: float = 0.5  # metres per step at action 1 (the envs' default)
     max_rotation: float = math.radians(30.0)  # radians per step at action 1
-    views_per_walk: int = 16  # views along each walk (one scene per walk)
+    views_per_walk: int = 32  # views along each walk (one scene per walk): as long as a navigation episode
     motions_per_view: int = 4  # candidate motions labelled at each view
     seed: int = 0
     held_out: bool = False  # scene seeds from 2**31 on (evaluation) instead of below (training)

@@ -146,14 +146,17 @@ class _WorldEnvBase:
 
     def _contacts(self, indices: list[int], deltas: np.ndarray) -> list[int | None]:
         """Per world, the raw frames that move before the contact the collision predictor foresees for
-        its motion ``deltas`` (n, 6) from its current frame; None where it foresees none (or is off)."""
+        its motion ``deltas`` (n, 6) from its current pose (read with the world's first frame, the one true
+        view it has: ``model.collision``); None where it foresees none (or is off)."""
         if not self.collisions:
             return [None] * len(indices)
-        images = torch.from_numpy(np.stack([self._obs[i] for i in indices])).to(self.worlds.device)
-        gravity = torch.from_numpy(np.stack([self.worlds.slots[i].pose[1, :3] for i in indices])).to(self.worlds.device)  # world +y, camera frame
+        slots, device = [self.worlds.slots[i] for i in indices], self.worlds.device
+        first = torch.from_numpy(np.stack([s.first_image for s in slots])).to(device)
+        pose = torch.from_numpy(np.stack([np.linalg.solve(s.first_c2w, s.pose) for s in slots])).to(device)  # in frame 0's camera
+        gravity = torch.from_numpy(np.stack([s.pose[1, :3] for s in slots])).to(device)  # world +y, camera frame
         predictor = self.worlds.world.collision
         with torch.inference_mode(), self.thread_policy.scope():
-            prob, free = predictor.predict(images, gravity, torch.from_numpy(deltas).to(self.worlds.device))
+            prob, free = predictor.predict(first, pose, gravity, torch.from_numpy(deltas).to(device))
         return [round(float(f) * self.frames_per_step) if p >= predictor.config.threshold else None for p, f in zip(prob, free)]
 
     def _step_worlds(self, indices: list[int], actions: np.ndarray) -> list[tuple[np.ndarray, float, bool, dict]]:
@@ -239,8 +242,9 @@ class SanaWMEnv(_WorldEnvBase, gym.Env[np.ndarray, np.ndarray]):
     ## Collisions
     An imagined world has no geometry to hit. A world folder with a collision predictor
     (``collision.safetensors``, ``model.collision``) stops the camera where it foresees contact, as
-    ``SanaWM-GT-v0`` stops it at geometry: from the current frame and the step's motion it predicts
-    whether the motion collides and after which raw frame; the camera then stops translating there and
+    ``SanaWM-GT-v0`` stops it at geometry: from the episode's first frame (the true one), the camera's
+    pose relative to it and the step's motion it predicts whether the motion collides and after which
+    raw frame; the camera then stops translating there and
     goes on turning, ``info["collision"]`` is True and tasks see the collision (``explore``'s
     penalty). Unlike the true world it does not slide along the wall after the contact. Without a
     predictor (or with ``collisions=False``) the camera follows the commanded motion through

@@ -114,12 +114,44 @@ def test_the_predictor_is_a_world_part_and_a_damaged_one_is_named(tmp_path):
 
 def test_the_mirror_augmentation_is_the_mirror_image_of_the_motion():
     images, gravity, motion = torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8), torch.randn(2, 3), torch.randn(2, 3, 6) * 0.3
-    flipped = mirror(images, gravity, motion)
+    pose = camera_delta(torch.randn(2, 6).double() * 0.5).float()
+    flipped = mirror(images, pose, gravity, motion)
     assert torch.equal(flipped[0].flip(-2), images) and not torch.equal(flipped[0], images)
     s = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0], dtype=torch.float64))  # x -> -x in the camera frame
-    torch.testing.assert_close(camera_delta(flipped[2].double()), s @ camera_delta(motion.double()) @ s)
-    torch.testing.assert_close(flipped[1], gravity * torch.tensor([-1.0, 1.0, 1.0]))
-    assert all(torch.equal(a, b) for a, b in zip(mirror(*flipped), (images, gravity, motion)))
+    torch.testing.assert_close(camera_delta(flipped[3].double()), s @ camera_delta(motion.double()) @ s)
+    torch.testing.assert_close(flipped[1].double(), s @ pose.double() @ s)
+    torch.testing.assert_close(flipped[2], gravity * torch.tensor([-1.0, 1.0, 1.0]))
+    assert all(torch.equal(a, b) for a, b in zip(mirror(*flipped), (images, pose, gravity, motion)))
+
+
+class _Recording(CollisionPredictor):
+    """A predictor that never foresees contact and keeps what the env asked it."""
+
+    def __init__(self) -> None:
+        super().__init__(CollisionConfig(32, 32, (4, 4, 4, 4), 8))
+        self.asked: list[tuple[torch.Tensor, ...]] = []
+
+    def forward(self, first, pose, gravity, motion):
+        self.asked.append((first.clone(), pose.clone(), gravity.clone(), motion.clone()))
+        return torch.full((*motion.shape[:2], 2), -10.0)
+
+
+def test_the_env_asks_with_the_first_frame_and_the_pose_relative_to_it():
+    predictor = _Recording()
+    env = SanaWMEnv(checkpoint=_world(predictor), **TINY)
+    first, info = env.reset(seed=0)
+    start = info["pose"].astype(np.float64)
+    obs, poses = first, [start]
+    for action in (FORWARD_AND_TURN, np.array([0.3, 0, 0.5, 0, 0.2, -0.4], np.float32)):
+        obs, _, _, _, info = env.step(action)
+        poses.append(info["pose"].astype(np.float64))
+    assert len(predictor.asked) == 2 and not np.array_equal(obs, first)
+    for (seen, pose, gravity, motion), before, action in zip(predictor.asked, poses, (FORWARD_AND_TURN, [0.3, 0, 0.5, 0, 0.2, -0.4])):
+        assert np.array_equal(seen[0].numpy(), first)  # frame 0 at every step, never the imagined frame
+        np.testing.assert_allclose(pose[0].numpy(), np.linalg.solve(start, before), atol=1e-5)
+        np.testing.assert_allclose(gravity[0].numpy(), before[1, :3], atol=1e-6)
+        np.testing.assert_allclose(motion[0, 0].numpy(), np.array(action) * env.unwrapped.step_scale, atol=1e-6)
+    assert not np.allclose(predictor.asked[1][1].numpy(), np.eye(4), atol=1e-3)  # the second step starts away from frame 0
 
 
 def test_labels_are_the_true_worlds_and_held_out_scenes_lie_apart(tmp_path):
@@ -139,14 +171,24 @@ def test_labels_are_the_true_worlds_and_held_out_scenes_lie_apart(tmp_path):
 
 
 def test_the_training_script_writes_a_predictor_and_held_out_numbers(tmp_path):
-    world = save_world(tmp_path / "world", fresh_world("tiny", 32, 32))
-    cfg = TrainCollisionConfig(out=str(tmp_path / "run"), train_walks=4, eval_walks=2, epochs=1, channels=[4, 4, 4, 4], hidden=8, progress=False,
-                               data={"height": 32, "width": 32, "views_per_walk": 3, "motions_per_view": 2}, world=str(world), imagined_walks=2)
+    from agents.train_collision import _anchored
+
+    data = {"height": 32, "width": 32, "views_per_walk": 3, "motions_per_view": 2}
+    cfg = TrainCollisionConfig(out=str(tmp_path / "run"), train_walks=4, eval_walks=2, epochs=1, channels=[4, 4, 4, 4], hidden=8, progress=False, data=data,
+                               eval_views=5)
     metrics = json.loads((train(cfg) / "metrics.json").read_text())
-    assert set(metrics) >= {"predictor", "never", "always", "depth_free", "train", "held_out", "imagined"}
-    assert metrics["imagined"]["imagined_frames"]["all"]["motions"] == 2 * 2 * 2  # views 1 and 2 of two walks, two motions each
+    assert set(metrics) >= {"predictor", "never", "always", "frame_free", "train", "held_out"}
+    assert metrics["predictor"]["views 1-3"]["motions"] == 2 * 3 * 2 and metrics["predictor"]["view 0"]["motions"] == 2 * 2  # held-out walks of 5 views
+    assert metrics["predictor"]["views 4-7"]["motions"] == 2 * 1 * 2 and metrics["held_out"]["views"] == 2 * 5
     assert metrics["never"]["all"]["recall"] == 0 and metrics["always"]["all"]["precision"] == pytest.approx(metrics["always"]["all"]["base_rate"])
     predictor = load_model(tmp_path / "run" / "collision.safetensors", kind="collision")
     assert predictor.config.threshold == metrics["predictor"]["threshold"]
+    _, walks = read_collision_data(tmp_path / "run" / "data" / "eval")
+    anchored = _anchored(walks, 5)
+    assert torch.equal(anchored["first"][5:10], walks["images"][[5] * 5])  # walk 1's first frame at each of its views
+    torch.testing.assert_close(anchored["pose"][5], torch.eye(4))
+    moved = torch.linalg.solve(walks["poses"][5].double(), walks["poses"][8].double()).float()
+    torch.testing.assert_close(anchored["pose"][8], moved)
+    assert not torch.allclose(moved, torch.eye(4), atol=1e-3)
     with pytest.raises(ValueError, match="holds 4 walks .* this run wants 5"):
         train(TrainCollisionConfig(**{**cfg.__dict__, "train_walks": 5}))
