@@ -171,7 +171,7 @@ def test_labels_are_the_true_worlds_and_held_out_scenes_lie_apart(tmp_path):
 
 
 def test_the_training_script_writes_a_predictor_and_held_out_numbers(tmp_path):
-    from agents.train_collision import _anchored
+    from agents.train_collision import _inputs, _with_views
 
     data = {"height": 32, "width": 32, "views_per_walk": 3, "motions_per_view": 2}
     cfg = TrainCollisionConfig(out=str(tmp_path / "run"), train_walks=4, eval_walks=2, epochs=1, channels=[4, 4, 4, 4], hidden=8, progress=False, data=data,
@@ -184,11 +184,36 @@ def test_the_training_script_writes_a_predictor_and_held_out_numbers(tmp_path):
     predictor = load_model(tmp_path / "run" / "collision.safetensors", kind="collision")
     assert predictor.config.threshold == metrics["predictor"]["threshold"]
     _, walks = read_collision_data(tmp_path / "run" / "data" / "eval")
-    anchored = _anchored(walks, 5)
-    assert torch.equal(anchored["first"][5:10], walks["images"][[5] * 5])  # walk 1's first frame at each of its views
-    torch.testing.assert_close(anchored["pose"][5], torch.eye(4))
+    walks = _with_views(walks, 5)
+    first, pose, _, _ = _inputs(walks, torch.arange(5, 10))
+    assert torch.equal(first, walks["images"][[5] * 5])  # walk 1's first frame at each of its views
+    torch.testing.assert_close(pose[0], torch.eye(4))
     moved = torch.linalg.solve(walks["poses"][5].double(), walks["poses"][8].double()).float()
-    torch.testing.assert_close(anchored["pose"][8], moved)
+    torch.testing.assert_close(pose[3], moved)
     assert not torch.allclose(moved, torch.eye(4), atol=1e-3)
+    again, pose, _, _ = _inputs(walks, torch.tensor([8]), torch.tensor([7]))  # re-anchored at view 2 of walk 1
+    assert torch.equal(again[0], walks["images"][7])
+    torch.testing.assert_close(pose[0], torch.linalg.solve(walks["poses"][7].double(), walks["poses"][8].double()).float())
     with pytest.raises(ValueError, match="holds 4 walks .* this run wants 5"):
         train(TrainCollisionConfig(**{**cfg.__dict__, "train_walks": 5}))
+
+
+@pytest.mark.parametrize("anchor_prob", [0.0, 1.0])
+def test_training_rereads_views_from_earlier_frames_of_their_walk(tmp_path, monkeypatch, anchor_prob):
+    import agents.train_collision as tc
+
+    walks = tc._with_views(collision_walk(CollisionDataConfig(height=32, width=32, views_per_walk=8, motions_per_view=2), 0), 8)
+    walks = {key: torch.as_tensor(v) for key, v in walks.items() if key not in ("scene_seed", "style")}
+    asked = []
+    inputs = tc._inputs
+
+    def spy(data, rows, anchors=None):
+        asked.append((rows.clone(), None if anchors is None else anchors.clone()))
+        return inputs(data, rows, anchors)
+
+    monkeypatch.setattr(tc, "_inputs", spy)
+    cfg = TrainCollisionConfig(epochs=3, batch_size=8, channels=[4, 4, 4, 4], hidden=8, progress=False, anchor_prob=anchor_prob)
+    tc._fit(CollisionPredictor(CollisionConfig(32, 32, (4, 4, 4, 4), 8)), walks, cfg, "test")
+    rows, anchors = torch.cat([a[0] for a in asked]), torch.cat([a[1] for a in asked])
+    assert bool((anchors <= rows).all())  # never a later view
+    assert bool((anchors == 0).all()) == (anchor_prob == 0.0)  # one walk: its first view is row 0
