@@ -217,3 +217,10 @@ def test_training_rereads_views_from_earlier_frames_of_their_walk(tmp_path, monk
     rows, anchors = torch.cat([a[0] for a in asked]), torch.cat([a[1] for a in asked])
     assert bool((anchors <= rows).all())  # never a later view
     assert bool((anchors == 0).all()) == (anchor_prob == 0.0)  # one walk: its first view is row 0
+
+
+def test_bad_training_settings_are_named():
+    with pytest.raises(ValueError, match="anchor_prob in \\[0, 1\\]; got .*, 1.5"):
+        TrainCollisionConfig(anchor_prob=1.5)
+    with pytest.raises(ValueError, match="eval_views must be positive, got 0"):
+        TrainCollisionConfig(eval_views=0)
