@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# PPO trained only in the learned world, on a lent GPU in one call of the device tool (issue 16, row b of
-# "Trained or planned in imagination" in benchmarks/RESULTS.md): the shipped world's 16 worlds batched on
-# the GPU, the same task, rollout size (512 steps an update) and budget (20,480 steps) as PPO in the true
-# world (row c), under a wall-clock budget.
+# PPO trained only in the learned world, on a lent GPU in one call of the device tool: row b of "Trained or
+# planned in imagination" in benchmarks/RESULTS.md (136 minutes on one CPU thread there) with the shipped
+# world's 16 worlds batched on the GPU, the same task, rollout size (512 steps an update) and budget (20,480
+# steps) as PPO in the true world (row c), under a wall-clock budget.
 #
 #   scripts/gpu_wheels_train.sh                                   # here, once: .whl-train
 #   run(command="bash scripts/gpu_ppo.sh", carry=[".whl-train"], timeout_s=600)
