@@ -15,8 +15,8 @@ accuracy of the predictor, of the trivial answers (never / always a collision) a
 baseline (the same training and inputs without the frame: motion, gravity and pose), each overall, per
 motion style, by direction (towards what the camera sees, or elsewhere) and by how far into the walk
 the view lies (held-out walks are ``eval_views`` long, twice the training walks by default, to show
-how far from the first frame it holds); the predictor's error in frames on where the contact falls; and the data and training
-times. Because the predictor never reads an imagined frame, these numbers hold for it in ``SanaWM-v0``
+how far from the first frame it holds); the predictor's error in frames on where the contact falls;
+and the data and training times. Because the predictor never reads an imagined frame, these numbers hold for it in ``SanaWM-v0``
 as they do in the ground truth.
 
 Install the result into a world folder (``SanaWM-v0`` then stops the camera where it foresees contact)::
@@ -40,7 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model.checkpoint import save_model
-from model.collision import CollisionConfig, CollisionPredictor, mirror, motion_features
+from model.collision import CollisionConfig, CollisionPredictor, mirror, motion_features, relative_pose
 from sanawm_env.collision_data import HELD_OUT, STYLES, CollisionDataConfig, generate_collision_data, read_collision_data
 
 from .runs import compose
@@ -111,8 +111,8 @@ def _inputs(data: dict[str, torch.Tensor], rows: torch.Tensor, anchors: torch.Te
     same walks; their first views by default, as the env gives an episode's first frame), the camera's
     pose relative to that view's, gravity and the candidate motions."""
     anchors = rows - data["view"][rows] if anchors is None else anchors
-    poses = data["poses"].double()
-    return data["images"][anchors], torch.linalg.solve(poses[anchors], poses[rows]).float(), data["gravity"][rows], data["motion"][rows]
+    pose = relative_pose(data["poses"][anchors].double(), data["poses"][rows].double()).float()
+    return data["images"][anchors], pose, data["gravity"][rows], data["motion"][rows]
 
 
 def _loss(logits: torch.Tensor, collision: torch.Tensor, free: torch.Tensor, free_weight: float) -> torch.Tensor:

@@ -26,6 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .camera import se3_inverse
+
 Tensor = torch.Tensor
 
 
@@ -96,6 +98,12 @@ class CollisionPredictor(nn.Module):
         """For one motion (B, 6) per camera: the collision probability (B,) and the free fraction (B,)."""
         logits = self(first, pose, gravity, motion[:, None])[:, 0].float()
         return torch.sigmoid(logits[:, 0]), torch.sigmoid(logits[:, 1])
+
+
+def relative_pose(first_c2w: Tensor, c2w: Tensor) -> Tensor:
+    """Camera poses ``c2w`` (..., 4, 4) in the camera coordinates of ``first_c2w`` (..., 4, 4): the
+    predictor's ``pose`` input, as the env and the training script both build it."""
+    return se3_inverse(first_c2w) @ c2w
 
 
 def motion_features(pose: Tensor, gravity: Tensor, motion: Tensor) -> Tensor:

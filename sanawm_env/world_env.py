@@ -13,6 +13,7 @@ from gymnasium.error import ResetNeeded
 from gymnasium.vector.utils import batch_space
 
 from model.camera import delta_steps, intrinsics_from_fov
+from model.collision import relative_pose
 from model.rollout import WorldRollout
 from model.threads import ThreadPolicy
 from model.world import WorldModel, default_world, load_world
@@ -152,7 +153,8 @@ class _WorldEnvBase:
             return [None] * len(indices)
         slots, device = [self.worlds.slots[i] for i in indices], self.worlds.device
         first = torch.from_numpy(np.stack([s.first_image for s in slots])).to(device)
-        pose = torch.from_numpy(np.stack([np.linalg.solve(s.first_c2w, s.pose) for s in slots])).to(device)  # in frame 0's camera
+        c2w = torch.from_numpy(np.stack([s.pose for s in slots]))
+        pose = relative_pose(torch.from_numpy(np.stack([s.first_c2w for s in slots])), c2w).to(device)  # in frame 0's camera
         gravity = torch.from_numpy(np.stack([s.pose[1, :3] for s in slots])).to(device)  # world +y, camera frame
         predictor = self.worlds.world.collision
         with torch.inference_mode(), self.thread_policy.scope():
