@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from .camera import se3_inverse
 from .gdn import GDNState, frame_gdn
+from .norms import RMSNorm
 from .rope import apply_rope
 from .ucpe import match_rms, ucpe_transform
 
@@ -58,6 +59,50 @@ class AttentionCache:
     values_cam: list[Tensor] = field(default_factory=list)
 
 
+def _short_conv_taps(num_frames: int, kernel_size: int, chunks: list[tuple[int, int]]):
+    """The filter's taps as (weight index, output frames, input positions in ``seq``) triples: frame
+    ranges of the output that read one shifted range of ``seq`` (the K - 1 past frames, then the input)."""
+    k, t = kernel_size, num_frames
+    taps = [(k - 1, 0, t, k - 1)]  # the centre tap: output frames [0, T) read seq[K - 1 : K - 1 + T]
+    taps += [(k - 1 - d, 0, t, k - 1 - d) for d in range(1, k)]  # causal: frame i reads i - d
+    for start, end in chunks:  # anti-causal, inside each chunk: frame i reads i + d
+        taps += [(k - 1 - d, start, end - d, k - 1 + start + d) for d in range(1, min(k, end - start))]
+    return taps
+
+
+class _ShortConv(torch.autograd.Function):
+    """``TemporalShortConv``'s filter with a hand-written backward: every tap is one multiply-add over
+    whole frames, forward and backward, where autograd would keep a zero-filled copy of the padded
+    sequence for each tap's slice."""
+
+    @staticmethod
+    def forward(ctx, seq: Tensor, weight: Tensor, num_frames: int, taps: list) -> Tensor:
+        """seq (B, K - 1 + T, S, C), weight (C, K) -> (B, T, S, C)."""
+        out = None
+        for w, start, end, src in taps:
+            x = seq[:, src : src + end - start]
+            if out is None:
+                out = x * weight[:, w]
+            else:
+                out[:, start:end].addcmul_(x, weight[:, w])
+        ctx.save_for_backward(seq, weight)
+        ctx.taps = taps
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        seq, weight = ctx.saved_tensors
+        d_seq = torch.zeros_like(seq) if ctx.needs_input_grad[0] else None
+        d_weight = torch.zeros_like(weight) if ctx.needs_input_grad[1] else None
+        for w, start, end, src in ctx.taps:
+            g = grad[:, start:end]
+            if d_seq is not None:
+                d_seq[:, src : src + end - start].addcmul_(g, weight[:, w])
+            if d_weight is not None:
+                d_weight[:, w] += (g * seq[:, src : src + end - start]).sum((0, 1, 2))
+        return d_seq, d_weight, None, None
+
+
 class TemporalShortConv(nn.Module):
     """Depthwise conv over frames on each token position, kernel ``[w_0 .. w_{K-1}]`` (K frames).
 
@@ -78,16 +123,9 @@ class TemporalShortConv(nn.Module):
         b, n, c = x.shape
         k, t = self.kernel_size, num_frames
         frames = x.reshape(b, t, n // t, c)
-        w = self.weight[:, 0].to(x.dtype)  # (C, K)
         before = frames.new_zeros(b, k - 1, n // t, c) if past is None else past.to(x.dtype)
         seq = torch.cat([before, frames], dim=1)  # input frame i is seq[:, i + K - 1]
-        # Frame-major tokens make every tap a multiply-add over whole contiguous frames.
-        out = frames * w[:, k - 1]
-        for d in range(1, k):
-            out.addcmul_(seq[:, k - 1 - d : k - 1 - d + t], w[:, k - 1 - d])
-        for start, end in chunks:
-            for d in range(1, min(k, end - start)):
-                out[:, start : end - d].addcmul_(frames[:, start + d : end], w[:, k - 1 - d])
+        out = _ShortConv.apply(seq, self.weight[:, 0].to(x.dtype), t, _short_conv_taps(t, k, chunks))
         # Contiguous: the same strides after every chunk, so a compiled stream compiles once for them.
         return out.reshape(b, n, c), seq[:, t:].clone(memory_format=torch.contiguous_format)
 
@@ -112,8 +150,8 @@ class HybridAttention(nn.Module):
         c = hidden_size
         self.qkv = nn.Linear(c, 3 * c, bias=False)
         self.proj = nn.Linear(c, c)
-        self.q_norm = nn.RMSNorm(c, eps=norm_eps) if qk_norm else nn.Identity()
-        self.k_norm = nn.RMSNorm(c, eps=norm_eps) if qk_norm else nn.Identity()
+        self.q_norm = RMSNorm(c, eps=norm_eps) if qk_norm else nn.Identity()
+        self.k_norm = RMSNorm(c, eps=norm_eps) if qk_norm else nn.Identity()
         self.beta_proj = nn.Linear(c, self.heads)
         self.gate_proj = nn.Linear(c, self.heads)
         self.A_log = nn.Parameter(torch.zeros(self.heads))
@@ -124,8 +162,8 @@ class HybridAttention(nn.Module):
         self.k_proj_cam = nn.Linear(c, c)
         self.v_proj_cam = nn.Linear(c, c)
         self.out_proj_cam = nn.Linear(c, c)
-        self.q_norm_cam = nn.RMSNorm(c, eps=norm_eps) if qk_norm else nn.Identity()
-        self.k_norm_cam = nn.RMSNorm(c, eps=norm_eps) if qk_norm else nn.Identity()
+        self.q_norm_cam = RMSNorm(c, eps=norm_eps) if qk_norm else nn.Identity()
+        self.k_norm_cam = RMSNorm(c, eps=norm_eps) if qk_norm else nn.Identity()
         if not softmax:
             self.conv_k = TemporalShortConv(c, conv_kernel_size)
             self.conv_k_cam = TemporalShortConv(c, conv_kernel_size)

@@ -22,6 +22,7 @@ import torch.utils.checkpoint
 from .attention import AttentionCache, AttentionContext, HybridAttention
 from .chunks import chunk_bounds
 from .config import DiTConfig
+from .norms import RMSNorm
 from .rope import half_head_freqs, rope_freqs
 from .ucpe import ray_frames
 
@@ -88,8 +89,8 @@ class CrossAttention(nn.Module):
         self.q_linear = nn.Linear(hidden, hidden)
         self.kv_linear = nn.Linear(hidden, 2 * hidden)
         self.proj = nn.Linear(hidden, hidden)
-        self.q_norm = nn.RMSNorm(hidden, eps=1e-6) if qk_norm else nn.Identity()
-        self.k_norm = nn.RMSNorm(hidden, eps=1e-6) if qk_norm else nn.Identity()
+        self.q_norm = RMSNorm(hidden, eps=1e-6) if qk_norm else nn.Identity()
+        self.k_norm = RMSNorm(hidden, eps=1e-6) if qk_norm else nn.Identity()
 
     def forward(self, x: Tensor, y: Tensor, mask: Tensor) -> Tensor:
         b, n, c = x.shape
@@ -281,7 +282,7 @@ class SanaWMDiT(nn.Module):
         self.t_embedder = TimestepEmbedder(c)
         self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(c, 6 * c))
         if cfg.y_norm:
-            self.attention_y_norm = nn.RMSNorm(c, eps=1e-5)
+            self.attention_y_norm = RMSNorm(c, eps=1e-5)
         self.x_embedder = PatchEmbed(cfg.in_channels, c, p)
         self.y_embedder = CaptionEmbedder(cfg.caption_channels, c)
         self.plucker_embedder = PatchEmbed(cfg.chunk_plucker_channels, c, p)

@@ -26,6 +26,7 @@ from .checkpoint_io import load_strict
 from .chunks import CHUNK_FRAMES
 from .dit import TimestepEmbedder, run_block
 from .flow import euler_sample
+from .norms import RMSNorm
 
 Tensor = torch.Tensor
 log = logging.getLogger(__name__)
@@ -145,8 +146,8 @@ class Attention(nn.Module):
         self.to_q = nn.Linear(dim, inner)
         self.to_k = nn.Linear(kv_dim, inner)
         self.to_v = nn.Linear(kv_dim, inner)
-        self.norm_q = nn.RMSNorm(inner, eps=eps)
-        self.norm_k = nn.RMSNorm(inner, eps=eps)
+        self.norm_q = RMSNorm(inner, eps=eps)
+        self.norm_k = RMSNorm(inner, eps=eps)
         self.to_out = nn.ModuleList([nn.Linear(inner, dim)])
 
     def project(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .camera import camera_directions, se3_inverse
+from .norms import cpu_backward
 from .rope import apply_rope
 
 Tensor = torch.Tensor
@@ -56,9 +57,38 @@ def ucpe_transform(x: Tensor, mats: Tensor, freqs: Tensor | None, inverse_rope: 
     return torch.cat([geo, rot], dim=-1)
 
 
-def match_rms(reference: Tensor, x: Tensor, eps: float = 1e-6) -> Tensor:
-    """Scale ``x`` (B, H, N, D) down per token where its RMS over D exceeds the reference's: the UCPE
-    translation can inflate features, and the release keeps them on the pre-transform scale."""
+def _rms_scale(reference: Tensor, x: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    """The two RMS over the last dim and the capped scale ref / cur <= 1, (..., 1) each."""
     ref = reference.square().mean(-1, keepdim=True).add(eps).sqrt()
-    cur = x.square().mean(-1, keepdim=True).add(eps).sqrt()
-    return x * (ref / cur.clamp_min(eps)).clamp(max=1.0)
+    cur = x.square().mean(-1, keepdim=True).add(eps).sqrt().clamp_min(eps)
+    return ref, cur, (ref / cur).clamp(max=1.0)
+
+
+class _MatchRMS(torch.autograd.Function):
+    """``match_rms`` with a hand-written backward (four passes over the activations, where autograd
+    through the chain of small ops makes about twenty; see ``model.norms``) and the same forward."""
+
+    @staticmethod
+    def forward(ctx, reference: Tensor, x: Tensor, eps: float) -> Tensor:
+        ref, cur, scale = _rms_scale(reference, x, eps)
+        ctx.save_for_backward(reference, x, ref, cur, scale)
+        return x * scale
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        reference, x, ref, cur, scale = ctx.saved_tensors
+        d = x.shape[-1]
+        # out = x * ref / cur where the cap does not bind (elsewhere x, which depends on nothing else):
+        # d ref / d reference = reference / (D ref), d cur / d x = x / (D cur)
+        dot = torch.where(scale < 1, torch.linalg.vecdot(grad, x, dim=-1)[..., None], 0.0) / (d * cur)
+        d_x = (grad * scale).addcmul_(x, dot * -scale / cur)
+        d_ref = reference * (dot / ref) if ctx.needs_input_grad[0] else None
+        return d_ref, d_x, None
+
+
+def match_rms(reference: Tensor, x: Tensor, eps: float = 1e-6) -> Tensor:
+    """Scale ``x`` (..., D) down per row where its RMS over D exceeds the reference's: the UCPE
+    translation can inflate features, and the release keeps them on the pre-transform scale."""
+    if not cpu_backward(x, reference):
+        return x * _rms_scale(reference, x, eps)[2]
+    return _MatchRMS.apply(reference, x, eps)
