@@ -2,7 +2,7 @@
 step of our DiT against the public implementation (diffusers' ``SanaWMTransformer3DModel``) beside
 the step's FLOP floor. Runs on the GPU when there is one, else on the CPU.
 
-    python benchmarks/train.py                      # small world, 64x64 clips, 11 steps a stage (2 minutes on 2 CPU cores)
+    python benchmarks/train.py                      # small world, 64x64 clips, 11 steps a stage (3 minutes on 2 CPU cores)
     python benchmarks/train.py --world tiny --size 32 --steps 2 --dit tiny --repeats 2   # a smoke run
 
 Part 1 renders procedural clips into a temporary folder and runs the recipe's stages in order, each
@@ -13,9 +13,10 @@ the trainer's per-step metrics (data loading included); "run s" is the whole ``t
 the models, all steps, the sample videos and the export). ``latents`` takes no steps: it encodes
 every clip once and is timed whole, warm-up included.
 
-Part 2 times one training step (forward, MSE loss, backward) of ``model.dit.SanaWMDiT`` and of
-diffusers' model at the same config and weights in fp32, alternating the two within one run, and
-checks that their gradients agree. The floor is 3x the forward's FLOPs (counted on the ops it
+Part 2 times one training step (forward, MSE loss, backward) of ``model.dit.SanaWMDiT``, eager and
+with its attention compiled (``compile_attention``, what ``sanawm train compile=true`` runs; not with
+``--no-compile``), and of diffusers' model at the same config and weights in fp32, alternating them
+within one run, and checks that the gradients agree. The floor is 3x the forward's FLOPs (counted on the ops it
 dispatches) over the matrix rate measured in the same run. Prints tables and writes JSON.
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import io
 import json
 import statistics
@@ -133,13 +135,23 @@ def grad_errors(ours, ref) -> dict[str, float]:
 def compare_dit(args: argparse.Namespace, device: str) -> dict:
     cfg, ours, ref = dit_pair(args.dit, device)
     ours.train(), ref.train()
+    models = {"ours": ours}
+    if args.compile:
+        models["ours compiled"] = copy.deepcopy(ours)
+        models["ours compiled"].compile_attention()
     sets = [dit_inputs(cfg, args.dit_batch, args.dit_frames, args.dit_grid, device, seed) for seed in range(3)]
 
-    out_ours = train_step(ours, ours_forward, sets[0]).detach()
     out_ref = train_step(ref, ref_forward, sets[0]).detach()
-    forward_error = float((out_ours - out_ref).norm() / out_ref.norm())
-    errors = grad_errors(ours, ref)
-    worst = max(errors, key=errors.get)
+    compile_s, forward_error, grad_check = None, {}, {}
+    for name, model in models.items():
+        start = time.perf_counter()
+        out = train_step(model, ours_forward, sets[0]).detach()
+        if name == "ours compiled":
+            compile_s = time.perf_counter() - start
+        forward_error[name] = float((out - out_ref).norm() / out_ref.norm())
+        errors = grad_errors(model, ref)
+        worst = max(errors, key=errors.get)
+        grad_check[name] = {"max": errors[worst], "worst_param": worst, "tensors": len(errors), "equal": errors[worst] <= GRAD_TOLERANCE}
 
     flops = {}
     for name, model, forward in (("ours", ours, ours_forward), ("diffusers", ref, ref_forward)):
@@ -154,18 +166,17 @@ def compare_dit(args: argparse.Namespace, device: str) -> dict:
     # groups), so depthwise convs would count as dense ones.
     floor_ms = 1000 * 3 * min(flops.values()) / rate
 
-    steps = {"ours": (ours, ours_forward), "diffusers": (ref, ref_forward)}
+    steps = {name: (model, ours_forward) for name, model in models.items()} | {"diffusers": (ref, ref_forward)}
     times = alternated_ms({name: [lambda m=m, f=f, i=i: train_step(m, f, i) for i in sets] for name, (m, f) in steps.items()},
                           args.repeats, device)
     ms = {name: statistics.median(t) for name, t in times.items()}
     return {
         "dit": args.dit, "config": asdict(cfg), "batch": args.dit_batch, "latent_frames": args.dit_frames,
         "grid": [args.dit_grid, args.dit_grid], "mode": "bidirectional", "camera": True, "plucker": True,
-        "repeats": args.repeats, "ms": ms, "times_ms": times, "ours_over_diffusers": ms["ours"] / ms["diffusers"],
-        "forward_gflop": {k: v / 1e9 for k, v in flops.items()}, "matmul_gflop_per_s": rate / 1e9, "floor_ms": floor_ms,
-        "over_floor": {k: v / floor_ms for k, v in ms.items()}, "forward_rel_error": forward_error,
-        "grad_rel_error_max": errors[worst], "grad_rel_error_worst_param": worst, "grad_tolerance": GRAD_TOLERANCE,
-        "grads_equal": errors[worst] <= GRAD_TOLERANCE, "grad_tensors_compared": len(errors),
+        "repeats": args.repeats, "ms": ms, "times_ms": times, "over_diffusers": {k: v / ms["diffusers"] for k, v in ms.items()},
+        "compile_s": compile_s, "forward_gflop": {k: v / 1e9 for k, v in flops.items()}, "matmul_gflop_per_s": rate / 1e9,
+        "floor_ms": floor_ms, "over_floor": {k: v / floor_ms for k, v in ms.items()}, "forward_rel_error": forward_error,
+        "grads": grad_check, "grad_tolerance": GRAD_TOLERANCE, "grads_equal": all(g["equal"] for g in grad_check.values()),
     }
 
 
@@ -183,6 +194,7 @@ def main() -> None:
     parser.add_argument("--dit-frames", type=int, default=7, help="part 2: latent frames")
     parser.add_argument("--dit-grid", type=int, default=8, help="part 2: latent height and width")
     parser.add_argument("--repeats", type=int, default=20, help="part 2: timed steps per model")
+    parser.add_argument("--no-compile", dest="compile", action="store_false", help="part 2 without the compiled variant (it compiles for about a minute)")
     parser.add_argument("--out", default="outputs/bench/train.json", help="JSON output path")
     args = parser.parse_args()
     if args.steps < 2:
@@ -214,16 +226,17 @@ def main() -> None:
         print(f"\nDiT training step (forward + MSE + backward), '{args.dit}' config ({dit['config']['num_layers']} blocks x "
               f"{dit['config']['hidden_size']}), batch {args.dit_batch}, {args.dit_frames} latent frames of {args.dit_grid}x{args.dit_grid}, "
               f"bidirectional, camera + Plucker, fp32, {gpu or device}; median of {args.repeats} alternated steps each")
-        print(f"{'model':>10} {'ms':>9} {'floor ms':>9} {'/ floor':>8}")
-        for name in ("ours", "diffusers"):
-            print(f"{name:>10} {dit['ms'][name]:>9.1f} {dit['floor_ms']:>9.2f} {dit['over_floor'][name]:>7.1f}x")
-        print(f"ours / diffusers: {dit['ours_over_diffusers']:.2f} of the time ({1 / dit['ours_over_diffusers']:.2f}x as fast)")
+        print(f"{'model':>14} {'ms':>9} {'floor ms':>9} {'/ floor':>8} {'/ diffusers':>12}")
+        for name in dit["ms"]:
+            print(f"{name:>14} {dit['ms'][name]:>9.1f} {dit['floor_ms']:>9.2f} {dit['over_floor'][name]:>7.2f}x {dit['over_diffusers'][name]:>11.2f}x")
+        if dit["compile_s"] is not None:
+            print(f"ours compiled: each block's attention through torch.compile (SanaWMDiT.compile_attention), compiled in {dit['compile_s']:.0f} s")
         print(f"floor: 3 x {min(dit['forward_gflop'].values()):.3f} GFLOP forward (ours {dit['forward_gflop']['ours']:.3f}, diffusers "
               f"{dit['forward_gflop']['diffusers']:.3f}) at {dit['matmul_gflop_per_s']:.0f} GFLOP/s (fp32 matmul measured in this run); "
               "3x the forward because torch's FLOP counter overcounts the backward of grouped convolutions")
-        print(f"gradients: {dit['grad_tensors_compared']} tensors, largest relative L2 error {dit['grad_rel_error_max']:.1e} "
-              f"({dit['grad_rel_error_worst_param']}), tolerance {GRAD_TOLERANCE:.0e}: {'equal' if dit['grads_equal'] else 'NOT EQUAL'}; "
-              f"forward relative error {dit['forward_rel_error']:.1e}")
+        for name, g in dit["grads"].items():
+            print(f"{name} against diffusers: {g['tensors']} gradient tensors, largest relative L2 error {g['max']:.1e} ({g['worst_param']}), "
+                  f"tolerance {GRAD_TOLERANCE:.0e}: {'equal' if g['equal'] else 'NOT EQUAL'}; forward relative error {dit['forward_rel_error'][name]:.1e}")
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ final adaLN layer -> velocity (B, C, T, H, W).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,6 +181,7 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(c, elementwise_affine=False, eps=1e-6)
         self.mlp = MixFFN(c, cfg.mlp_ratio, cfg.t_kernel_size)
         self.scale_shift_table = nn.Parameter(torch.randn(6, c) / c**0.5)
+        self.compiled_attn: Callable | None = None  # self.attn.forward compiled (SanaWMDiT.compile_attention)
 
     def forward(self, x: Tensor, y: Tensor, y_mask: Tensor, mod: Tensor, ctx: AttentionContext, plucker: Tensor | None,
                 cache: BlockCache | None = None) -> tuple[Tensor, BlockCache | None]:
@@ -190,7 +192,9 @@ class Block(nn.Module):
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (self.scale_shift_table + mod).unbind(2)
         per_frame = lambda z: z.reshape(b, t, -1, c)  # noqa: E731
         h = per_frame(self.norm1(x)) * (1 + scale_msa[:, :, None]) + shift_msa[:, :, None]
-        attn, attn_cache = self.attn(h.reshape(b, n, c), ctx, cache.attn if cache else None)
+        compiled = self.compiled_attn is not None and torch.is_grad_enabled() and not ctx.streaming
+        attend = self.compiled_attn if compiled else self.attn
+        attn, attn_cache = attend(h.reshape(b, n, c), ctx, cache.attn if cache else None)
         x = x + (gate_msa[:, :, None] * per_frame(attn)).reshape(b, n, c)
         if plucker is not None:
             x = x + self.plucker_proj(plucker)
@@ -339,6 +343,19 @@ class SanaWMDiT(nn.Module):
             nn.init.zeros_(block.mlp.t_conv.weight)
         nn.init.zeros_(self.final_layer.linear.weight)
         nn.init.zeros_(self.final_layer.linear.bias)
+
+    def compile_attention(self) -> None:
+        """Train faster: each block's self-attention runs through ``torch.compile`` in the forward
+        with gradients over whole clips (``forward``, the training stages but self-forcing).
+
+        The attention is where a training step's small elementwise ops are (GDN gates and scans, the
+        UCPE branch, norms); inductor fuses them, forward and backward. Streaming and passes without
+        gradients stay eager, so sampling and the env do not compile a graph per chunk shape. The
+        first step compiles (about a minute on a 2-core CPU; inductor's on-disk cache makes later runs
+        faster); the GDN blocks share one graph and the softmax block has its own.
+        """
+        for block in self.blocks:
+            block.compiled_attn = torch.compile(block.attn.forward)
 
     # ---- forward -------------------------------------------------------------------------------
 

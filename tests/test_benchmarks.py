@@ -49,7 +49,8 @@ def test_env_step_rejects_long_runs_too_short_for_the_latency_window():
 def test_train_benchmark_writes_table_and_json(tmp_path):
     out = tmp_path / "train.json"
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train.py"), "--world", "tiny", "--size", "32", "--clips", "2",
-                          "--steps", "2", "--dit", "tiny", "--dit-grid", "4", "--dit-frames", "4", "--repeats", "2", "--out", str(out)],
+                          "--steps", "2", "--dit", "tiny", "--dit-grid", "4", "--dit-frames", "4", "--repeats", "2", "--no-compile",
+                          "--out", str(out)],
                          cwd=ROOT, check=False, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "samples/s" in run.stdout
@@ -65,7 +66,7 @@ def test_train_benchmark_writes_table_and_json(tmp_path):
         return
     dit = data["dit_step"]
     assert "/ floor" in run.stdout and "overcounts the backward of grouped convolutions" in run.stdout
-    assert dit["grads_equal"] and dit["grad_rel_error_max"] <= dit["grad_tolerance"]
+    assert dit["grads_equal"] and all(g["max"] <= dit["grad_tolerance"] for g in dit["grads"].values())
     assert dit["floor_ms"] > 0 and all(dit["ms"][m] > 0 and dit["over_floor"][m] > 0 for m in ("ours", "diffusers"))
 
 

@@ -320,3 +320,42 @@ def test_ode_keeps_one_teacher_trajectory_per_clip(pipeline, tmp_path):
     run(tmp_path, "ode", "again", f"data={pipeline / 'latents'}", "steps=2", f"teacher={pipeline / 'cc'}")
     again = tmp_path / "again" / "trajectories" / files[0].name
     assert again.read_bytes() == files[0].read_bytes()
+
+
+def test_compiled_attention_gives_the_gradients_of_eager_attention():
+    from torch._dynamo.utils import counters
+
+    from model import SanaWMDiT
+    from model.camera import se3, so3_exp
+    from model.sizes import world_size
+
+    torch.manual_seed(0)
+    model = SanaWMDiT(world_size("tiny").dit)
+    for p in model.parameters():  # no zero-initialised branch may sit out of the gradients
+        p.data.add_(torch.randn_like(p) * 0.02)
+    b, t, cfg = 2, 4, model.config
+    poses = se3(so3_exp(torch.randn(b, t, 3) * 0.2), torch.randn(b, t, 3))
+    camera = torch.cat([poses.reshape(b, t, 16), torch.tensor([3.0, 3.0, 2.0, 2.0]).expand(b, t, 4)], dim=-1)
+    args = (torch.randn(b, cfg.in_channels, t, 4, 4), torch.rand(b, t) * 1000)
+    kwargs = dict(camera=camera, plucker=torch.randn(b, cfg.chunk_plucker_channels, t, 4, 4))
+    grads = []
+    for compiled in (False, True):
+        if compiled:
+            model.compile_attention()
+        graphs = counters["stats"]["unique_graphs"]
+        model.zero_grad()
+        model(*args, **kwargs).square().mean().backward()
+        grads.append({k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None})
+        assert (counters["stats"]["unique_graphs"] > graphs) == compiled  # the compiled attention ran
+    assert grads[0].keys() == grads[1].keys() and any("conv_k_cam" in k for k in grads[0])
+    for k in grads[0]:
+        torch.testing.assert_close(grads[1][k], grads[0][k], atol=1e-6, rtol=1e-4, msg=k)
+
+
+def test_compile_option_compiles_the_trained_dit(pipeline, tmp_path, monkeypatch):
+    from model import SanaWMDiT
+
+    compiled = []
+    monkeypatch.setattr(SanaWMDiT, "compile_attention", lambda self: compiled.append(self))
+    run(tmp_path, "chunk_causal", "compiled", f"data={pipeline / 'latents'}", "steps=1", "compile=true")
+    assert len(compiled) == 1
