@@ -56,9 +56,10 @@ for name in [s["file"] for s in shards] + ["vae.safetensors"]:
         os.link(f"latents/{name}", f"latents-ode/{name}")
 json.dump({**index, "shards": shards, "num_clips": n}, open("latents-ode/index.json", "w"), indent=1)
 PY
-stage bidirectional bi 2510 data=latents optim.lr=3e-4 log_every=25 ckpt_every=250
-stage chunk_causal teacher 1510 data=latents init=bi optim.lr=2e-4 log_every=25 ckpt_every=250
-stage ode ode 600 data=latents-ode teacher=teacher optim.lr=1e-4 log_every=25 ckpt_every=100
+# compile=true: ~1 min of compiling for 13% shorter steps at batch 4 on 2 CPU cores (benchmarks/RESULTS.md).
+stage bidirectional bi 2510 data=latents optim.lr=3e-4 log_every=25 ckpt_every=250 compile=true
+stage chunk_causal teacher 1510 data=latents init=bi optim.lr=2e-4 log_every=25 ckpt_every=250 compile=true
+stage ode ode 600 data=latents-ode teacher=teacher optim.lr=1e-4 log_every=25 ckpt_every=100 compile=true
 stage self_forcing sf 400 data=latents teacher=teacher init=ode optim.lr=2e-5 distill.generator_every=2 log_every=10 ckpt_every=50
 stage refiner refiner 300 data=latents init=sf log_every=25 ckpt_every=100
 echo "world: $OUT/refiner/world"
