@@ -14,7 +14,7 @@ the models, all steps, the sample videos and the export). ``latents`` takes no s
 every clip once and is timed whole, warm-up included.
 
 Part 2 times one training step (forward, MSE loss, backward) of ``model.dit.SanaWMDiT``, eager and
-with its attention compiled (``compile_attention``, what ``sanawm train compile=true`` runs; not with
+with its blocks compiled (``compile_blocks``, what ``sanawm train compile=true`` runs; not with
 ``--no-compile``), and of diffusers' model at the same config and weights in fp32, alternating them
 within one run, and checks that the gradients agree. The floor is 3x the forward's FLOPs (counted on the ops it
 dispatches) over the matrix rate measured in the same run. Prints tables and writes JSON.
@@ -138,7 +138,7 @@ def compare_dit(args: argparse.Namespace, device: str) -> dict:
     models = {"ours": ours}
     if args.compile:
         models["ours compiled"] = copy.deepcopy(ours)
-        models["ours compiled"].compile_attention()
+        models["ours compiled"].compile_blocks()
     sets = [dit_inputs(cfg, args.dit_batch, args.dit_frames, args.dit_grid, device, seed) for seed in range(3)]
 
     out_ref = train_step(ref, ref_forward, sets[0]).detach()
@@ -230,7 +230,7 @@ def main() -> None:
         for name in dit["ms"]:
             print(f"{name:>14} {dit['ms'][name]:>9.1f} {dit['floor_ms']:>9.2f} {dit['over_floor'][name]:>7.2f}x {dit['over_diffusers'][name]:>11.2f}x")
         if dit["compile_s"] is not None:
-            print(f"ours compiled: each block's attention through torch.compile (SanaWMDiT.compile_attention), compiled in {dit['compile_s']:.0f} s")
+            print(f"ours compiled: each block's attention and Mix-FFN through torch.compile (SanaWMDiT.compile_blocks), compiled in {dit['compile_s']:.0f} s")
         print(f"floor: 3 x {min(dit['forward_gflop'].values()):.3f} GFLOP forward (ours {dit['forward_gflop']['ours']:.3f}, diffusers "
               f"{dit['forward_gflop']['diffusers']:.3f}) at {dit['matmul_gflop_per_s']:.0f} GFLOP/s (fp32 matmul measured in this run); "
               "3x the forward because torch's FLOP counter overcounts the backward of grouped convolutions")

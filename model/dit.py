@@ -113,6 +113,13 @@ class ConvLayer(nn.Module):
         return self.conv(x)
 
 
+@torch.compiler.disable
+def _eager(module: nn.Module, x: Tensor) -> Tensor:
+    """``module(x)`` outside any compiled graph. For the Mix-FFN's depthwise conv under autograd:
+    inductor runs its backward in another memory layout, 2.5x slower than eager on the CPU."""
+    return module(x)
+
+
 class MixFFN(nn.Module):
     """GLUMBConv over each frame (1x1 conv -> 3x3 depthwise -> GLU -> 1x1) plus a residual conv over
     frames (``t_conv``, kernel t_kernel x 1, zero at initialisation).
@@ -142,7 +149,8 @@ class MixFFN(nn.Module):
         inv, point = self.inverted_conv.conv, self.point_conv.conv
         # In place only without autograd: under it, torch keeps a copy of the input for the backward anyway.
         y = F.silu(F.linear(x, inv.weight[:, :, 0, 0], inv.bias), inplace=not torch.is_grad_enabled())  # (B, N, 2I)
-        y = self.depth_conv(y.reshape(b * t, h, w, -1).permute(0, 3, 1, 2))
+        y = y.reshape(b * t, h, w, -1).permute(0, 3, 1, 2)
+        y = _eager(self.depth_conv, y) if torch.is_grad_enabled() else self.depth_conv(y)
         value, gate = y.permute(0, 2, 3, 1).reshape(b, n, -1).chunk(2, dim=-1)
         y = F.linear(value * F.silu(gate), point.weight[:, :, 0, 0]).reshape(b, t, h * w, c)
         before = y.new_zeros(b, r, h * w, c) if past is None else past.to(y.dtype)
@@ -181,7 +189,9 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(c, elementwise_affine=False, eps=1e-6)
         self.mlp = MixFFN(c, cfg.mlp_ratio, cfg.t_kernel_size)
         self.scale_shift_table = nn.Parameter(torch.randn(6, c) / c**0.5)
-        self.compiled_attn: Callable | None = None  # self.attn.forward compiled (SanaWMDiT.compile_attention)
+        # self.attn.forward and self.mlp.forward compiled (SanaWMDiT.compile_blocks), or None
+        self.compiled_attn: Callable | None = None
+        self.compiled_mlp: Callable | None = None
 
     def forward(self, x: Tensor, y: Tensor, y_mask: Tensor, mod: Tensor, ctx: AttentionContext, plucker: Tensor | None,
                 cache: BlockCache | None = None) -> tuple[Tensor, BlockCache | None]:
@@ -193,14 +203,14 @@ class Block(nn.Module):
         per_frame = lambda z: z.reshape(b, t, -1, c)  # noqa: E731
         h = per_frame(self.norm1(x)) * (1 + scale_msa[:, :, None]) + shift_msa[:, :, None]
         compiled = self.compiled_attn is not None and torch.is_grad_enabled() and not ctx.streaming
-        attend = self.compiled_attn if compiled else self.attn
+        attend, ffn = (self.compiled_attn, self.compiled_mlp) if compiled else (self.attn, self.mlp)
         attn, attn_cache = attend(h.reshape(b, n, c), ctx, cache.attn if cache else None)
         x = x + (gate_msa[:, :, None] * per_frame(attn)).reshape(b, n, c)
         if plucker is not None:
             x = x + self.plucker_proj(plucker)
         x = x + self.cross_attn(x, y, y_mask)
         h = per_frame(self.norm2(x)) * (1 + scale_mlp[:, :, None]) + shift_mlp[:, :, None]
-        mlp, tail = self.mlp(h.reshape(b, n, c), ctx.grid, ctx.chunks, cache.t_conv if cache else None)
+        mlp, tail = ffn(h.reshape(b, n, c), ctx.grid, ctx.chunks, cache.t_conv if cache else None)
         x = x + (gate_mlp[:, :, None] * per_frame(mlp)).reshape(b, n, c)
         return x, (BlockCache(attn_cache, tail) if ctx.streaming else None)
 
@@ -344,18 +354,19 @@ class SanaWMDiT(nn.Module):
         nn.init.zeros_(self.final_layer.linear.weight)
         nn.init.zeros_(self.final_layer.linear.bias)
 
-    def compile_attention(self) -> None:
-        """Train faster: each block's self-attention runs through ``torch.compile`` in the forward
-        with gradients over whole clips (``forward``, the training stages but self-forcing).
+    def compile_blocks(self) -> None:
+        """Train faster: each block's self-attention and Mix-FFN run through ``torch.compile`` in the
+        forward with gradients over whole clips (``forward``, the training stages but self-forcing).
 
-        The attention is where a training step's small elementwise ops are (GDN gates and scans, the
-        UCPE branch, norms); inductor fuses them, forward and backward. Streaming and passes without
-        gradients stay eager, so sampling and the env do not compile a graph per chunk shape. The
-        first step compiles (about a minute on a 2-core CPU; inductor's on-disk cache makes later runs
-        faster); the GDN blocks share one graph and the softmax block has its own.
+        Those hold a training step's small elementwise ops (GDN gates and scans, the UCPE branch,
+        norms, the FFN's gates); inductor fuses them, forward and backward. Streaming and passes
+        without gradients stay eager, so sampling and the env do not compile a graph per chunk shape.
+        The first step compiles (about a minute on a 2-core CPU; inductor's on-disk cache makes later
+        runs faster); the GDN blocks share their graphs and the softmax block has its own.
         """
         for block in self.blocks:
             block.compiled_attn = torch.compile(block.attn.forward)
+            block.compiled_mlp = torch.compile(block.mlp.forward)
 
     # ---- forward -------------------------------------------------------------------------------
 

@@ -322,7 +322,7 @@ def test_ode_keeps_one_teacher_trajectory_per_clip(pipeline, tmp_path):
     assert again.read_bytes() == files[0].read_bytes()
 
 
-def test_compiled_attention_gives_the_gradients_of_eager_attention():
+def test_compiled_blocks_give_the_gradients_of_eager_blocks():
     from torch._dynamo.utils import counters
 
     from model import SanaWMDiT
@@ -341,12 +341,13 @@ def test_compiled_attention_gives_the_gradients_of_eager_attention():
     grads = []
     for compiled in (False, True):
         if compiled:
-            model.compile_attention()
+            model.compile_blocks()
         graphs = counters["stats"]["unique_graphs"]
         model.zero_grad()
         model(*args, **kwargs).square().mean().backward()
         grads.append({k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None})
-        assert (counters["stats"]["unique_graphs"] > graphs) == compiled  # the compiled attention ran
+        assert (counters["stats"]["unique_graphs"] > graphs) == compiled  # the compiled blocks ran
+    assert all(block.compiled_attn and block.compiled_mlp for block in model.blocks)
     assert grads[0].keys() == grads[1].keys() and any("conv_k_cam" in k for k in grads[0])
     for k in grads[0]:
         torch.testing.assert_close(grads[1][k], grads[0][k], atol=1e-6, rtol=1e-4, msg=k)
@@ -356,6 +357,6 @@ def test_compile_option_compiles_the_trained_dit(pipeline, tmp_path, monkeypatch
     from model import SanaWMDiT
 
     compiled = []
-    monkeypatch.setattr(SanaWMDiT, "compile_attention", lambda self: compiled.append(self))
+    monkeypatch.setattr(SanaWMDiT, "compile_blocks", lambda self: compiled.append(self))
     run(tmp_path, "chunk_causal", "compiled", f"data={pipeline / 'latents'}", "steps=1", "compile=true")
     assert len(compiled) == 1

@@ -103,8 +103,8 @@ class Stage:
         module.to(self.d.device).train()
         if hasattr(module, "gradient_checkpointing"):
             module.gradient_checkpointing = cfg.grad_checkpointing
-        if cfg.compile and hasattr(module, "compile_attention"):
-            module.compile_attention()
+        if cfg.compile and hasattr(module, "compile_blocks"):
+            module.compile_blocks()
         wrapped = wrap(Methods(module), self.d, cfg.strategy, blocks)
         self.plain[name], self.wrapped[name], self.lrs[name] = module, wrapped, lr
         self.optimizers[name] = torch.optim.AdamW(wrapped.parameters(), lr=lr, betas=tuple(betas or cfg.optim.betas),
