@@ -194,7 +194,7 @@ def main() -> None:
     parser.add_argument("--dit-frames", type=int, default=7, help="part 2: latent frames")
     parser.add_argument("--dit-grid", type=int, default=8, help="part 2: latent height and width")
     parser.add_argument("--repeats", type=int, default=20, help="part 2: timed steps per model")
-    parser.add_argument("--no-compile", dest="compile", action="store_false", help="part 2 without the compiled variant (it compiles for about a minute)")
+    parser.add_argument("--no-compile", dest="compile", action="store_false", help="part 2 without the compiled variant (it compiles for 1.5 minutes with a cold cache)")
     parser.add_argument("--out", default="outputs/bench/train.json", help="JSON output path")
     args = parser.parse_args()
     if args.steps < 2:

@@ -56,7 +56,7 @@ for name in [s["file"] for s in shards] + ["vae.safetensors"]:
         os.link(f"latents/{name}", f"latents-ode/{name}")
 json.dump({**index, "shards": shards, "num_clips": n}, open("latents-ode/index.json", "w"), indent=1)
 PY
-# compile=true: ~1 min of compiling for 13% shorter steps at batch 4 on 2 CPU cores (benchmarks/RESULTS.md).
+# compile=true: 1.5 min of compiling for steps 13-17% shorter at batch 4 on 2 CPU cores (benchmarks/RESULTS.md).
 stage bidirectional bi 2510 data=latents optim.lr=3e-4 log_every=25 ckpt_every=250 compile=true
 stage chunk_causal teacher 1510 data=latents init=bi optim.lr=2e-4 log_every=25 ckpt_every=250 compile=true
 stage ode ode 600 data=latents-ode teacher=teacher optim.lr=1e-4 log_every=25 ckpt_every=100 compile=true

@@ -108,7 +108,7 @@ class TrainConfig:
     strategy: str = "ddp"  # ddp or fsdp (FSDP2, one fully_shard per block) under torchrun
     precision: str = "fp32"  # bf16 autocast on GPU
     grad_checkpointing: bool = False  # recompute each block in the backward (saves memory on GPU)
-    compile: bool = False  # torch.compile the DiT's blocks for whole-clip steps (CPU: ~20% faster after ~1 min compiling)
+    compile: bool = False  # torch.compile the DiT's blocks for whole-clip steps (CPU: ~20% faster after ~1.5 min compiling)
     log_every: int = 10  # steps between metric lines (JSONL, TensorBoard, progress bar)
     ckpt_every: int = 500  # steps between checkpoints (and one at the end)
     sample_every: int = 0  # steps between sample videos beside ground truth (0: only at the end)
