@@ -23,10 +23,15 @@ def cpu_backward(*tensors: Tensor) -> bool:
     return tensors[0].device.type == "cpu" and torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
+def wide(x: Tensor) -> Tensor:
+    """``x`` in at least fp32: a hand-written backward sums in it whatever its inputs' dtype."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def rms(x: Tensor, eps: float) -> Tensor:
-    """sqrt(mean(x^2) + eps) over the last dim, kept, in one pass (at least fp32 inside, in x's dtype)."""
+    """sqrt(mean(x^2) + eps) over the last dim, kept, in one pass, in at least fp32."""
     norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.promote_types(x.dtype, torch.float32))
-    return (norm.square_() / x.shape[-1]).add_(eps).sqrt_().to(x.dtype)
+    return (norm.square_() / x.shape[-1]).add_(eps).sqrt_()
 
 
 class _RMSNorm(torch.autograd.Function):
@@ -39,14 +44,16 @@ class _RMSNorm(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, weight, inv = ctx.saved_tensors
+        dtypes = x.dtype, weight.dtype
+        x, weight, grad = wide(x), wide(weight), wide(grad)
         gw = grad * weight
         # d/dx of x * inv: inv * g - x * inv^3 * mean(g * x)
         coef = torch.linalg.vecdot(gw, x, dim=-1)[..., None] * inv.pow(3) / -x.shape[-1]
         d_x = gw.mul_(inv).addcmul_(x, coef)
         d_weight = None
         if ctx.needs_input_grad[1]:
-            d_weight = (grad * x * inv).reshape(-1, x.shape[-1]).sum(0)
-        return d_x, d_weight, None
+            d_weight = (grad * x * inv).reshape(-1, x.shape[-1]).sum(0).to(dtypes[1])
+        return d_x.to(dtypes[0]), d_weight, None
 
 
 class RMSNorm(nn.Module):

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .camera import camera_directions, se3_inverse
-from .norms import cpu_backward
+from .norms import cpu_backward, wide
 from .rope import apply_rope
 
 Tensor = torch.Tensor
@@ -77,13 +77,15 @@ class _MatchRMS(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         reference, x, ref, cur, scale = ctx.saved_tensors
+        dtypes = reference.dtype, x.dtype
+        reference, x, ref, cur, scale, grad = (wide(t) for t in (reference, x, ref, cur, scale, grad))
         d = x.shape[-1]
         # out = x * ref / cur where the cap does not bind (elsewhere x, which depends on nothing else):
         # d ref / d reference = reference / (D ref), d cur / d x = x / (D cur)
         dot = torch.where(scale < 1, torch.linalg.vecdot(grad, x, dim=-1)[..., None], 0.0) / (d * cur)
         d_x = (grad * scale).addcmul_(x, dot * -scale / cur)
-        d_ref = reference * (dot / ref) if ctx.needs_input_grad[0] else None
-        return d_ref, d_x, None
+        d_ref = (reference * (dot / ref)).to(dtypes[0]) if ctx.needs_input_grad[0] else None
+        return d_ref, d_x.to(dtypes[1]), None
 
 
 def match_rms(reference: Tensor, x: Tensor, eps: float = 1e-6) -> Tensor:
