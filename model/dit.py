@@ -364,8 +364,11 @@ class SanaWMDiT(nn.Module):
         The first step compiles (1.5 minutes for ``small`` on a 2-core CPU; inductor's on-disk cache
         makes later runs start faster); the GDN blocks share their graphs and the softmax block has its own.
         """
-        # On the CPU, a C++ wrapper calls the graph's kernels instead of Python: 3-4% of a step here.
-        options = {"cpp_wrapper": True} if next(self.parameters()).device.type == "cpu" else None
+        # On the CPU: a C++ wrapper calls the graph's kernels instead of Python (3-4% of a step here),
+        # and the kernels take their thread count when they run, not when they compile, so they follow
+        # the trainer's thread policy (model.threads) from step to step.
+        cpu = next(self.parameters()).device.type == "cpu"
+        options = {"cpp_wrapper": True, "cpp.dynamic_threads": True} if cpu else None
         for block in self.blocks:
             block.compiled_attn = torch.compile(block.attn.forward, options=options)
             block.compiled_mlp = torch.compile(block.mlp.forward, options=options)
