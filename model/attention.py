@@ -76,15 +76,12 @@ class _ShortConv(torch.autograd.Function):
     sequence for each tap's slice."""
 
     @staticmethod
-    def forward(ctx, seq: Tensor, weight: Tensor, num_frames: int, taps: list) -> Tensor:
-        """seq (B, K - 1 + T, S, C), weight (C, K) -> (B, T, S, C)."""
-        out = None
-        for w, start, end, src in taps:
-            x = seq[:, src : src + end - start]
-            if out is None:
-                out = x * weight[:, w]
-            else:
-                out[:, start:end].addcmul_(x, weight[:, w])
+    def forward(ctx, seq: Tensor, weight: Tensor, taps: list) -> Tensor:
+        """seq (B, K - 1 + T, S, C), weight (C, K) -> (B, T, S, C). The first tap covers every output frame."""
+        (w, _, t, src), *rest = taps
+        out = seq[:, src : src + t] * weight[:, w]
+        for w, start, end, src in rest:
+            out[:, start:end].addcmul_(seq[:, src : src + end - start], weight[:, w])
         ctx.save_for_backward(seq, weight)
         ctx.taps = taps
         return out
@@ -100,7 +97,7 @@ class _ShortConv(torch.autograd.Function):
                 d_seq[:, src : src + end - start].addcmul_(g, weight[:, w])
             if d_weight is not None:
                 d_weight[:, w] += (g * seq[:, src : src + end - start]).sum((0, 1, 2))
-        return d_seq, d_weight, None, None
+        return d_seq, d_weight, None
 
 
 class TemporalShortConv(nn.Module):
@@ -125,7 +122,7 @@ class TemporalShortConv(nn.Module):
         frames = x.reshape(b, t, n // t, c)
         before = frames.new_zeros(b, k - 1, n // t, c) if past is None else past.to(x.dtype)
         seq = torch.cat([before, frames], dim=1)  # input frame i is seq[:, i + K - 1]
-        out = _ShortConv.apply(seq, self.weight[:, 0].to(x.dtype), t, _short_conv_taps(t, k, chunks))
+        out = _ShortConv.apply(seq, self.weight[:, 0].to(x.dtype), _short_conv_taps(t, k, chunks))
         # Contiguous: the same strides after every chunk, so a compiled stream compiles once for them.
         return out.reshape(b, n, c), seq[:, t:].clone(memory_format=torch.contiguous_format)
 

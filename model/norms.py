@@ -23,14 +23,18 @@ def cpu_backward(*tensors: Tensor) -> bool:
     return tensors[0].device.type == "cpu" and torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
+def _wide_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.promote_types(dtype, torch.float32)
+
+
 def wide(x: Tensor) -> Tensor:
     """``x`` in at least fp32: a hand-written backward sums in it whatever its inputs' dtype."""
-    return x.to(torch.promote_types(x.dtype, torch.float32))
+    return x.to(_wide_dtype(x.dtype))
 
 
 def rms(x: Tensor, eps: float) -> Tensor:
     """sqrt(mean(x^2) + eps) over the last dim, kept, in one pass, in at least fp32."""
-    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.promote_types(x.dtype, torch.float32))
+    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=_wide_dtype(x.dtype))
     return (norm.square_() / x.shape[-1]).add_(eps).sqrt_()
 
 
