@@ -10,18 +10,33 @@ Freezing reads the weights once, at the first call: a compiled stream does not s
 them, so it is for inference of a fixed model (the env), never for training. The first call of each
 new input shape compiles (tens of seconds to minutes on a small CPU); inductor keeps its results in
 its on-disk cache (``TORCHINDUCTOR_CACHE_DIR``), so later processes start much faster.
+
+On the CPU, inductor's C++ wrapper calls the graph's kernels instead of Python: a streaming pass of
+the ``small`` world 0.86-0.89 of the Python wrapper's time (``benchmarks/RESULTS.md``), for a longer
+first compile (4.3 instead of 1.8 minutes for ``small`` on a 2-core CPU, once per shape and cache).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 
-from .dit import SanaWMDiT
+if TYPE_CHECKING:
+    from .dit import SanaWMDiT
+
+
+def inductor_options(device: torch.device) -> dict[str, bool]:
+    """Inductor options for graphs compiled on ``device``. On the CPU: the C++ wrapper, and kernels
+    that take their OpenMP thread count when they run (``model.threads`` may change it from step to
+    step; by default inductor bakes in the count at compile time)."""
+    if device.type == "cpu":
+        return {"cpp_wrapper": True, "cpp.dynamic_threads": True}
+    return {}
 
 
 def compile_stream(dit: SanaWMDiT) -> Callable:
     """``dit.stream`` compiled for inference on the DiT's device (call it without gradients)."""
-    cuda = next(dit.parameters()).device.type == "cuda"
-    return torch.compile(dit.stream, options={"freezing": True, "triton.cudagraphs": cuda})
+    device = next(dit.parameters()).device
+    return torch.compile(dit.stream, options={"freezing": True, "triton.cudagraphs": device.type == "cuda"} | inductor_options(device))
