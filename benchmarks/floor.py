@@ -11,9 +11,11 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_map
 from torch.utils.flop_counter import flop_registry
 
 
@@ -82,12 +84,31 @@ def measure_ceilings(device: str, dtype: torch.dtype) -> dict[str, float]:
     return {"bandwidth_bytes_per_s": 2 * n_bytes / (copy_ms / 1000), "matmul_flops_per_s": 2 * n**3 / (mm_ms / 1000)}
 
 
-class CountFlops(TorchDispatchMode):
-    """Counts the FLOPs of matrix products, convolutions and attention run inside the block (also
-    under ``torch.inference_mode``, where torch's FlopCounterMode cannot hook modules).
+_SDPA_CPU = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 
-    Composite ops (linear, matmul, einsum) are decomposed so that their products are counted.
-    """
+
+class _ProductsMode(TorchDispatchMode):
+    """Shows the products (matrix products, convolutions, attention) run inside the block to
+    ``seen``, also under ``torch.inference_mode``, where torch's FlopCounterMode cannot hook modules.
+    Composite ops (linear, matmul, einsum) are decomposed so that their products are seen."""
+
+    def seen(self, func, args: tuple, kwargs: dict, out) -> None:
+        raise NotImplementedError
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        packet = func._overloadpacket
+        if packet in flop_registry or packet is _SDPA_CPU:
+            out = func(*args, **kwargs)
+            self.seen(func, args, kwargs, out)
+            return out
+        with self:  # the decomposition's ops come back through this mode
+            out = func.decompose(*args, **kwargs)
+        return func(*args, **kwargs) if out is NotImplemented else out
+
+
+class CountFlops(_ProductsMode):
+    """Counts the FLOPs of the products run inside the block, per op."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -97,17 +118,55 @@ class CountFlops(TorchDispatchMode):
     def total(self) -> int:
         return sum(self.flops.values())
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
+    def seen(self, func, args: tuple, kwargs: dict, out) -> None:
         packet = func._overloadpacket
-        if packet in flop_registry:
-            out = func(*args, **kwargs)
-            self.flops[str(packet)] += flop_registry[packet](*args, **kwargs, out_val=out)
-            return out
-        if packet is torch.ops.aten._scaled_dot_product_flash_attention_for_cpu:
+        if packet is _SDPA_CPU:
             q, k = args[0], args[1]  # (B, H, Lq, D), (B, H, Lk, D): QK^T and PV
             self.flops[str(packet)] += 4 * q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2] * q.shape[3]
-            return func(*args, **kwargs)
-        with self:  # the decomposition's ops come back through this mode
-            out = func.decompose(*args, **kwargs)
-        return func(*args, **kwargs) if out is NotImplemented else out
+        else:
+            self.flops[str(packet)] += flop_registry[packet](*args, **kwargs, out_val=out)
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """What ``RecordProducts`` keeps of a tensor argument."""
+
+    shape: tuple[int, ...]
+    stride: tuple[int, ...]
+    dtype: torch.dtype
+    device: torch.device
+
+    def make(self) -> torch.Tensor:
+        """A tensor of this layout with random values (zeros for integer and boolean dtypes)."""
+        # Filled as flat storage: a broadcast layout (stride 0) has elements that share memory.
+        size = 1 + sum((n - 1) * s for n, s in zip(self.shape, self.stride)) if all(self.shape) else 0
+        flat = torch.empty(size, dtype=self.dtype, device=self.device)
+        flat = flat.normal_() if self.dtype.is_floating_point else flat.zero_()
+        return flat.as_strided(self.shape, self.stride)
+
+
+class RecordProducts(_ProductsMode):
+    """Records the products run inside the block, each as its op and its arguments with every tensor
+    reduced to a ``TensorSpec``, so that they can be replayed alone (``replay``): what a call would
+    cost if everything between its products were free."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[object, tuple, dict]] = []
+
+    def seen(self, func, args: tuple, kwargs: dict, out) -> None:
+        spec = lambda x: TensorSpec(tuple(x.shape), x.stride(), x.dtype, x.device) if isinstance(x, torch.Tensor) else x  # noqa: E731
+        self.calls.append((func, tree_map(spec, args), tree_map(spec, kwargs)))
+
+
+def replay(calls: list[tuple[object, tuple, dict]]) -> Callable[[], None]:
+    """A function that runs the recorded products in order on random tensors of the recorded layouts
+    (each product its own inputs, as in the call it came from)."""
+    make = lambda x: x.make() if isinstance(x, TensorSpec) else x  # noqa: E731
+    ready = [(func, tree_map(make, args), tree_map(make, kwargs)) for func, args, kwargs in calls]
+
+    def run() -> None:
+        for func, args, kwargs in ready:
+            func(*args, **kwargs)
+
+    return run

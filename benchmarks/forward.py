@@ -15,8 +15,11 @@ worlds, eager and compiled (``model.compiled.compile_stream``).
 
 Every variant of a row alternates with the others within one run over rotating input sets; the
 median of ``--repeats`` calls is reported. The floor is the forward's FLOPs (counted on the ops it
-dispatches, PyTorch path of the scans) over the fp32 matrix rate measured in the same run. Prints
-tables and writes JSON.
+dispatches, PyTorch path of the scans) over the fp32 matrix rate measured in the same run. Beside
+the variants, "products alone" replays the products the eager call dispatches (the ops the floor
+counts) one after another on random tensors of their shapes and strides: the call's time if all
+between its products were free, which says how much of the gap to the floor is the matrix library
+at these small shapes and how much the rest. Prints tables and writes JSON.
 """
 
 from __future__ import annotations
@@ -31,17 +34,27 @@ from pathlib import Path
 
 import torch
 from dit_pair import dit_inputs, dit_pair, ours_forward, ref_forward
-from floor import CountFlops, alternated_ms, fp32_device, machine_info, measure_ceilings
+from floor import CountFlops, RecordProducts, alternated_ms, fp32_device, machine_info, measure_ceilings, replay
 
 from kernels.frame_gdn import force_triton
 from model.chunks import CHUNK_FRAMES, FIRST_CHUNK_FRAMES
-from model.compiled import compile_stream
+from model.compiled import compile_stream, inductor_options
+
+# The column of a call's products replayed alone: the floor at the call's own matrix shapes.
+PRODUCTS = "products alone"
 
 
 def flops_of(fn: Callable[[], object]) -> int:
     with force_triton(False), CountFlops() as counter:  # the counter cannot see into Triton kernels
         fn()
     return counter.total
+
+
+def products_of(fn: Callable[[], object]) -> Callable[[], None]:
+    """``fn``'s products (PyTorch path of the scans, as counted) replayed alone."""
+    with force_triton(False), RecordProducts() as recorder:
+        fn()
+    return replay(recorder.calls)
 
 
 def timed_compile(fn: Callable[[], object]) -> float:
@@ -60,7 +73,7 @@ def report(what: str, row: dict) -> None:
 def forward_rows(args: argparse.Namespace, device: str, rate: float) -> list[dict]:
     cfg, ours, ref = dit_pair(args.dit, device)
     ours.eval(), ref.eval()
-    compiled = torch.compile(ours, options={"freezing": True}) if args.compile else None
+    compiled = torch.compile(ours, options={"freezing": True} | inductor_options(torch.device(device))) if args.compile else None
     rows = []
     for frames in args.frames:
         sets = [dit_inputs(cfg, 1, frames, args.grid, device, seed) for seed in range(2)]
@@ -71,6 +84,7 @@ def forward_rows(args: argparse.Namespace, device: str, rate: float) -> list[dic
             compile_s = timed_compile(fns["ours compiled"][0])
         if ref is not None:
             fns["diffusers"] = [lambda i=i: ref_forward(ref, i) for i in sets]
+        fns[PRODUCTS] = [products_of(f) for f in fns["ours"]]
         ms = {name: statistics.median(t) for name, t in alternated_ms(fns, args.repeats, device).items()}
         floor_ms = 1000 * flops_of(fns["ours"][0]) / rate
         rows.append({"frames": frames, "batch": 1, "ms": ms, "floor_ms": floor_ms, "over_floor": {k: v / floor_ms for k, v in ms.items()},
@@ -99,6 +113,7 @@ def stream_rows(args: argparse.Namespace, device: str, rate: float) -> list[dict
         if compiled is not None:
             fns["ours compiled"] = [lambda i=i, s=s: call(compiled, i, s) for i, s in sets]
             compile_s = timed_compile(fns["ours compiled"][0])
+        fns[PRODUCTS] = [products_of(f) for f in fns["ours"]]
         ms = {name: statistics.median(t) for name, t in alternated_ms(fns, args.repeats, device).items()}
         floor_ms = 1000 * flops_of(fns["ours"][0]) / rate
         rows.append({"frames": CHUNK_FRAMES, "batch": batch, "ms": ms, "floor_ms": floor_ms,

@@ -17,7 +17,9 @@ Part 2 times one training step (forward, MSE loss, backward) of ``model.dit.Sana
 with its blocks compiled (``compile_blocks``, what ``sanawm train compile=true`` runs; not with
 ``--no-compile``), and of diffusers' model at the same config and weights in fp32, alternating them
 within one run, and checks that the gradients agree. The floor is 3x the forward's FLOPs (counted on the ops it
-dispatches) over the matrix rate measured in the same run. Prints tables and writes JSON.
+dispatches) over the matrix rate measured in the same run; beside it, "products alone" replays the
+products the eager step dispatches, forward and backward, on random tensors of their shapes: the step's
+time if all between its products were free. Prints tables and writes JSON.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from dit_pair import dit_inputs, dit_pair, ours_forward, ref_forward
-from floor import CountFlops, alternated_ms, fp32_device, machine_info, measure_ceilings
+from floor import CountFlops, RecordProducts, alternated_ms, fp32_device, machine_info, measure_ceilings, replay
 
 from kernels.frame_gdn import force_triton
 
@@ -47,6 +49,9 @@ from kernels.frame_gdn import force_triton
 # weights) by up to 3e-4: on the CPU both fp32 models land that far from an fp64 run of the reference
 # while agreeing with each other to 1e-6, and on a GPU ours does; a mistake moves them by O(1).
 GRAD_TOLERANCE = 1e-3
+# The row of the eager step's products (matrix products, convolutions and attention, forward and
+# backward) replayed alone on random tensors of their layouts: the floor at the step's own shapes.
+PRODUCTS = "products alone"
 
 
 # ---- part 1: the stages of the recipe -----------------------------------------------------------
@@ -167,8 +172,13 @@ def compare_dit(args: argparse.Namespace, device: str) -> dict:
     floor_ms = 1000 * 3 * min(flops.values()) / rate
 
     steps = {name: (model, ours_forward) for name, model in models.items()} | {"diffusers": (ref, ref_forward)}
-    times = alternated_ms({name: [lambda m=m, f=f, i=i: train_step(m, f, i) for i in sets] for name, (m, f) in steps.items()},
-                          args.repeats, device)
+    fns = {name: [lambda m=m, f=f, i=i: train_step(m, f, i) for i in sets] for name, (m, f) in steps.items()}
+    fns[PRODUCTS] = []
+    for i in sets:  # the eager step's products, forward and backward, to replay alone
+        with force_triton(False), RecordProducts() as recorder:
+            train_step(ours, ours_forward, i)
+        fns[PRODUCTS].append(replay(recorder.calls))
+    times = alternated_ms(fns, args.repeats, device)
     ms = {name: statistics.median(t) for name, t in times.items()}
     return {
         "dit": args.dit, "config": asdict(cfg), "batch": args.dit_batch, "latent_frames": args.dit_frames,

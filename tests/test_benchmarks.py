@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from floor import CountFlops, RecordProducts, replay
 from gdn import parse_size, scan_cost
 
 
@@ -21,6 +23,27 @@ def test_gdn_cost_counts_paper_size():
     assert n_bytes == 20 * 121 * ((880 * (5 * 112 + 1) + 1) * 2 + 880 * 112 * 4)
     flops_b, bytes_b = scan_cost((1, 20, 121, 880, 112), 2, backward=True)
     assert flops_b == 3 * flops and bytes_b > 2 * n_bytes
+
+
+def test_replayed_products_do_the_arithmetic_of_the_call():
+    # A forward and backward with a broadcast bias, a composite matmul and a depthwise conv: the
+    # replay must dispatch the same products on the same shapes, so its counted FLOPs are the call's.
+    torch.manual_seed(0)
+    lin, conv = torch.nn.Linear(8, 6), torch.nn.Conv2d(6, 6, 3, padding=1, groups=6)
+    x = torch.randn(2, 5, 8, requires_grad=True)
+
+    def call():
+        h = lin(x)
+        return conv((h @ h.transpose(1, 2))[:, None].expand(2, 6, 5, 5)).square().sum().backward()
+
+    with CountFlops() as counted:
+        call()
+    with RecordProducts() as recorder:
+        call()
+    with CountFlops() as replayed:
+        replay(recorder.calls)()
+    assert replayed.flops == counted.flops and counted.total > 0
+    assert len(recorder.calls) == 8  # addmm, bmm, conv; backward: conv, 2 bmm, 2 mm (the weight and the input of lin)
 
 
 def test_gdn_size_errors_name_the_format():
@@ -68,6 +91,7 @@ def test_train_benchmark_writes_table_and_json(tmp_path):
     assert "/ floor" in run.stdout and "overcounts the backward of grouped convolutions" in run.stdout
     assert dit["grads_equal"] and all(g["max"] <= dit["grad_tolerance"] for g in dit["grads"].values())
     assert dit["floor_ms"] > 0 and all(dit["ms"][m] > 0 and dit["over_floor"][m] > 0 for m in ("ours", "diffusers"))
+    assert 0 < dit["ms"]["products alone"] < dit["ms"]["ours"]
 
 
 def test_quantize_benchmark_writes_table_and_json(tmp_path):
@@ -94,7 +118,7 @@ def test_forward_benchmark_writes_table_and_json(tmp_path):
     assert "/ floor" in run.stdout
     data = json.loads(out.read_text())
     assert [r["batch"] for r in data["stream"]] == [1, 2] and [r["frames"] for r in data["forward"]] == [4]
-    assert all(r["floor_ms"] > 0 and r["ms"]["ours"] > 0 for r in data["forward"] + data["stream"])
+    assert all(r["floor_ms"] > 0 and 0 < r["ms"]["products alone"] < r["ms"]["ours"] for r in data["forward"] + data["stream"])
 
 
 def test_realtime_benchmark_writes_table_and_json(tmp_path):
