@@ -17,7 +17,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .camera import se3_inverse
 from .gdn import GDNState, frame_gdn
 from .norms import RMSNorm
 from .rope import apply_rope
@@ -41,6 +40,7 @@ class AttentionContext:
     mode: str = "bidirectional"  # bidirectional | chunk_causal
     streaming: bool = False
     ray_mats: Tensor | None = None  # (B, N, 4, 4) ray<-world transforms; None: no camera branch
+    ray_mats_inv: Tensor | None = None  # (B, N, 4, 4) their inverses, world<-ray
     cam_freqs: Tensor | None = None  # (N, D / 4, 2) RoPE rotations of the camera branch
 
 
@@ -216,9 +216,8 @@ class HybridAttention(nn.Module):
         if not self.softmax:
             q, k = F.relu(q), F.relu(k)
             k = k * (self.head_dim * (n // t)) ** -0.5  # scaled before the transform, as the main branch
-        mats = ctx.ray_mats
+        mats, inv = ctx.ray_mats, ctx.ray_mats_inv
         q_ray = match_rms(q, ucpe_transform(q, mats.transpose(-1, -2), ctx.cam_freqs))
-        inv = se3_inverse(mats)
         k_ray = match_rms(k, ucpe_transform(k, inv, ctx.cam_freqs))
         v_ray = match_rms(v, ucpe_transform(v, inv, ctx.cam_freqs))
         if self.softmax:

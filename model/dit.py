@@ -21,6 +21,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 
 from .attention import AttentionCache, AttentionContext, HybridAttention
+from .camera import se3_inverse
 from .chunks import chunk_bounds
 from .compiled import inductor_options
 from .config import DiTConfig
@@ -477,12 +478,13 @@ class SanaWMDiT(nn.Module):
         t, h, w = grid
         freqs = rope_freqs(cfg.linear_head_dim, t if frames is None else frames, h, w, cfg.rope_theta).to(device)
         chunks = chunk_bounds(t) if mode == "chunk_causal" and frames is None else [(0, t)]
-        mats = cam_freqs = None
+        mats = inv = cam_freqs = None
         if camera is not None:
             mats = ray_frames(camera.float(), grid, cfg.patch_size)
+            inv = se3_inverse(mats)
             cam_freqs = half_head_freqs(freqs, cfg.linear_head_dim)
         return AttentionContext(grid=grid, freqs=freqs, chunks=chunks, mode=mode, streaming=frames is not None,
-                                ray_mats=mats, cam_freqs=cam_freqs)
+                                ray_mats=mats, ray_mats_inv=inv, cam_freqs=cam_freqs)
 
     def unpatchify(self, x: Tensor, grid: tuple[int, int, int]) -> Tensor:
         """(B, N, pt * ph * pw * C) -> (B, C, T, H, W)."""
