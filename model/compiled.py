@@ -11,9 +11,10 @@ them, so it is for inference of a fixed model (the env), never for training. The
 new input shape compiles (tens of seconds to minutes on a small CPU); inductor keeps its results in
 its on-disk cache (``TORCHINDUCTOR_CACHE_DIR``), so later processes start much faster.
 
-On the CPU, inductor's C++ wrapper calls the graph's kernels instead of Python: a streaming pass of
-the ``small`` world 0.86-0.89 of the Python wrapper's time (``benchmarks/RESULTS.md``), for a longer
-first compile (4.3 instead of 1.8 minutes for ``small`` on a 2-core CPU, once per shape and cache).
+On the CPU the compiled kernels take their OpenMP thread count when they run (``inductor_options``).
+Inductor's C++ wrapper, which helps the training step's compiled blocks, is not used here: on the
+streaming pass it gained 1-3% once its kernels follow the thread count, for twice the first compile
+(``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -28,12 +29,11 @@ if TYPE_CHECKING:
 
 
 def inductor_options(device: torch.device) -> dict[str, bool]:
-    """Inductor options for graphs compiled on ``device``. On the CPU: the C++ wrapper, and kernels
-    that take their OpenMP thread count when they run (``model.threads`` may change it from step to
-    step; by default inductor bakes in the count at compile time)."""
-    if device.type == "cpu":
-        return {"cpp_wrapper": True, "cpp.dynamic_threads": True}
-    return {}
+    """Inductor options for graphs compiled on ``device``. On the CPU, kernels that take their OpenMP
+    thread count when they run: ``model.threads`` may change it from step to step (by default inductor
+    bakes in the count at compile time, and kernels baked for two threads stall beside a busy
+    neighbour), and the on-disk cache then serves every thread count."""
+    return {"cpp.dynamic_threads": True} if device.type == "cpu" else {}
 
 
 def compile_stream(dit: SanaWMDiT) -> Callable:
