@@ -159,6 +159,11 @@ class RecordProducts(_ProductsMode):
         self.calls.append((func, tree_map(spec, args), tree_map(spec, kwargs)))
 
 
+# The name benchmarks give the time of a call's products replayed alone (``replay``): the floor at
+# the call's own shapes, beside the FLOP floor at the measured 1024^2 matrix rate.
+PRODUCTS = "products alone"
+
+
 def replay(calls: list[tuple[object, tuple, dict]]) -> Callable[[], None]:
     """A function that runs the recorded products in order on random tensors of the recorded layouts
     (each product its own inputs, as in the call it came from)."""

@@ -34,14 +34,11 @@ from pathlib import Path
 
 import torch
 from dit_pair import dit_inputs, dit_pair, ours_forward, ref_forward
-from floor import CountFlops, RecordProducts, alternated_ms, fp32_device, machine_info, measure_ceilings, replay
+from floor import PRODUCTS, CountFlops, RecordProducts, alternated_ms, fp32_device, machine_info, measure_ceilings, replay
 
 from kernels.frame_gdn import force_triton
 from model.chunks import CHUNK_FRAMES, FIRST_CHUNK_FRAMES
 from model.compiled import compile_stream, inductor_options
-
-# The column of a call's products replayed alone: the floor at the call's own matrix shapes.
-PRODUCTS = "products alone"
 
 
 def flops_of(fn: Callable[[], object]) -> int:

@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from dit_pair import dit_inputs, dit_pair, ours_forward, ref_forward
-from floor import CountFlops, RecordProducts, alternated_ms, fp32_device, machine_info, measure_ceilings, replay
+from floor import PRODUCTS, CountFlops, RecordProducts, alternated_ms, fp32_device, machine_info, measure_ceilings, replay
 
 from kernels.frame_gdn import force_triton
 
@@ -49,9 +49,6 @@ from kernels.frame_gdn import force_triton
 # weights) by up to 3e-4: on the CPU both fp32 models land that far from an fp64 run of the reference
 # while agreeing with each other to 1e-6, and on a GPU ours does; a mistake moves them by O(1).
 GRAD_TOLERANCE = 1e-3
-# The row of the eager step's products (matrix products, convolutions and attention, forward and
-# backward) replayed alone on random tensors of their layouts: the floor at the step's own shapes.
-PRODUCTS = "products alone"
 
 
 # ---- part 1: the stages of the recipe -----------------------------------------------------------
