@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 def inductor_options(device: torch.device) -> dict[str, bool]:
     """Inductor options for graphs compiled on ``device``. On the CPU, kernels that take their OpenMP
     thread count when they run: ``model.threads`` may change it from step to step (by default inductor
-    bakes in the count at compile time, and kernels baked for two threads stall beside a busy
-    neighbour), and the on-disk cache then serves every thread count."""
+    bakes in the count at compile time, so a world compiled with two threads would keep them beside a
+    busy neighbour, where that policy drops to one), and the on-disk cache then serves every count."""
     return {"cpp.dynamic_threads": True} if device.type == "cpu" else {}
 
 
