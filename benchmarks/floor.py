@@ -18,6 +18,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 from torch.utils.flop_counter import flop_registry
 
+from kernels.frame_gdn import force_triton
+
 
 def fp32_device() -> str:
     """The device to benchmark on (the GPU when there is one), with fp32 matrix products computed as
@@ -175,3 +177,11 @@ def replay(calls: list[tuple[object, tuple, dict]]) -> Callable[[], None]:
             func(*args, **kwargs)
 
     return run
+
+
+def products_alone(fn: Callable[[], object]) -> Callable[[], None]:
+    """``fn``'s products recorded (the PyTorch path of the GDN scans, whose products the recorder
+    cannot see inside a Triton kernel) and ready to ``replay`` alone."""
+    with force_triton(False), RecordProducts() as recorder:
+        fn()
+    return replay(recorder.calls)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 from dit_pair import dit_inputs, dit_pair, ours_forward, ref_forward
-from floor import PRODUCTS, CountFlops, RecordProducts, alternated_ms, fp32_device, machine_info, measure_ceilings, replay
+from floor import PRODUCTS, CountFlops, alternated_ms, fp32_device, machine_info, measure_ceilings, products_alone
 
 from kernels.frame_gdn import force_triton
 from model.chunks import CHUNK_FRAMES, FIRST_CHUNK_FRAMES
@@ -45,13 +45,6 @@ def flops_of(fn: Callable[[], object]) -> int:
     with force_triton(False), CountFlops() as counter:  # the counter cannot see into Triton kernels
         fn()
     return counter.total
-
-
-def products_of(fn: Callable[[], object]) -> Callable[[], None]:
-    """``fn``'s products (PyTorch path of the scans, as counted) replayed alone."""
-    with force_triton(False), RecordProducts() as recorder:
-        fn()
-    return replay(recorder.calls)
 
 
 def timed_compile(fn: Callable[[], object]) -> float:
@@ -81,7 +74,7 @@ def forward_rows(args: argparse.Namespace, device: str, rate: float) -> list[dic
             compile_s = timed_compile(fns["ours compiled"][0])
         if ref is not None:
             fns["diffusers"] = [lambda i=i: ref_forward(ref, i) for i in sets]
-        fns[PRODUCTS] = [products_of(f) for f in fns["ours"]]
+        fns[PRODUCTS] = [products_alone(f) for f in fns["ours"]]
         ms = {name: statistics.median(t) for name, t in alternated_ms(fns, args.repeats, device).items()}
         floor_ms = 1000 * flops_of(fns["ours"][0]) / rate
         rows.append({"frames": frames, "batch": 1, "ms": ms, "floor_ms": floor_ms, "over_floor": {k: v / floor_ms for k, v in ms.items()},
@@ -110,7 +103,7 @@ def stream_rows(args: argparse.Namespace, device: str, rate: float) -> list[dict
         if compiled is not None:
             fns["ours compiled"] = [lambda i=i, s=s: call(compiled, i, s) for i, s in sets]
             compile_s = timed_compile(fns["ours compiled"][0])
-        fns[PRODUCTS] = [products_of(f) for f in fns["ours"]]
+        fns[PRODUCTS] = [products_alone(f) for f in fns["ours"]]
         ms = {name: statistics.median(t) for name, t in alternated_ms(fns, args.repeats, device).items()}
         floor_ms = 1000 * flops_of(fns["ours"][0]) / rate
         rows.append({"frames": CHUNK_FRAMES, "batch": batch, "ms": ms, "floor_ms": floor_ms,

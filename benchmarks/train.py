@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from dit_pair import dit_inputs, dit_pair, ours_forward, ref_forward
-from floor import PRODUCTS, CountFlops, RecordProducts, alternated_ms, fp32_device, machine_info, measure_ceilings, replay
+from floor import PRODUCTS, CountFlops, alternated_ms, fp32_device, machine_info, measure_ceilings, products_alone
 
 from kernels.frame_gdn import force_triton
 
@@ -170,11 +170,8 @@ def compare_dit(args: argparse.Namespace, device: str) -> dict:
 
     steps = {name: (model, ours_forward) for name, model in models.items()} | {"diffusers": (ref, ref_forward)}
     fns = {name: [lambda m=m, f=f, i=i: train_step(m, f, i) for i in sets] for name, (m, f) in steps.items()}
-    fns[PRODUCTS] = []
-    for i in sets:  # the eager step's products, forward and backward, to replay alone
-        with force_triton(False), RecordProducts() as recorder:
-            train_step(ours, ours_forward, i)
-        fns[PRODUCTS].append(replay(recorder.calls))
+    # The eager step's products, forward and backward, to replay alone.
+    fns[PRODUCTS] = [products_alone(lambda i=i: train_step(ours, ours_forward, i)) for i in sets]
     times = alternated_ms(fns, args.repeats, device)
     ms = {name: statistics.median(t) for name, t in times.items()}
     return {
