@@ -1,5 +1,6 @@
 """Speed of the frame-wise GDN scan against its floor: the PyTorch reference, the PyTorch transition
-form (the CPU path, ``kernels/frame_gdn/transitions.py``), the Triton kernels and
+form (the CPU path, ``kernels/frame_gdn/transitions.py``), the Triton kernels (the fused ones of
+``fused_recurrent.py`` and, forward only, the three-phase ones of ``transitions_triton.py``) and
 flash-linear-attention's token-wise ``chunk_gated_delta_rule`` at the same token count (a GPU anchor
 when installed, not the same recurrence).
 
@@ -31,6 +32,7 @@ from floor import alternated_ms, measure_ceilings
 from kernels.frame_gdn import bidirectional_scan, force_triton
 from kernels.frame_gdn.reference import bidirectional_reference
 from kernels.frame_gdn.transitions import bidirectional_transitions
+from kernels.frame_gdn.transitions_triton import bidirectional_transitions_triton
 
 # 1,20,3,880,112: one streamed chunk of the paper world at 704x1280 (what the env runs per step).
 GPU_SIZES = ["1,20,3,880,112", "1,20,21,220,112", "1,20,21,880,112", "1,20,61,880,112", "1,20,121,880,112"]
@@ -73,6 +75,10 @@ def make_inputs(size, dtype, device, grad: bool, seed: int) -> tuple[torch.Tenso
 def triton_scan(*inputs: torch.Tensor):
     with force_triton(True):
         return bidirectional_scan(*inputs)
+
+
+def transitions_triton(q, k, v, q_rot, k_rot, beta, gamma):
+    return bidirectional_transitions_triton(q, k, v, q_rot, k_rot, beta, gamma, None, None, None, True, 1e-15)
 
 
 def scan_call(scan: Callable, inputs, backward: bool) -> Callable[[], None]:
@@ -129,6 +135,8 @@ def main() -> None:
             variants["transitions"] = [scan_call(bidirectional_transitions, x, backward) for x in sets]
             if device == "cuda":
                 variants["triton"] = [scan_call(triton_scan, x, backward) for x in sets]
+                if not backward:
+                    variants["triton transitions"] = [scan_call(transitions_triton, x, False) for x in sets]
                 fla = [fla_call(x, size, backward) for x in sets]
                 if fla[0] is not None:
                     variants["fla token-wise"] = fla
@@ -148,10 +156,10 @@ def main() -> None:
     gpu = torch.cuda.get_device_name() if device == "cuda" else None
     print(f"frame-wise GDN bidirectional scan, {dtype}, {gpu or device}: copy {ceilings['bandwidth_bytes_per_s'] / 1e9:.0f} GB/s, "
           f"matmul {ceilings['matmul_flops_per_s'] / 1e12:.2f} TFLOP/s (measured)")
-    print(f"{'B,H,T,S,D':>18} {'pass':>8} {'variant':>15} {'ms':>10} {'vs reference':>13} {'floor ms':>9} {'/ floor':>8}")
+    print(f"{'B,H,T,S,D':>18} {'pass':>8} {'variant':>18} {'ms':>10} {'vs reference':>13} {'floor ms':>9} {'/ floor':>8}")
     for r in rows:
         speedup = "" if r["speedup_vs_reference"] is None else f"{r['speedup_vs_reference']:.2f}x"
-        print(f"{','.join(map(str, r['size'])):>18} {r['pass']:>8} {r['variant']:>15} {r['ms']:>10.2f} {speedup:>13} "
+        print(f"{','.join(map(str, r['size'])):>18} {r['pass']:>8} {r['variant']:>18} {r['ms']:>10.2f} {speedup:>13} "
               f"{r['floor_ms']:>9.3f} {r['over_floor']:>7.1f}x")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

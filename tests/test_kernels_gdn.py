@@ -13,6 +13,7 @@ import torch
 from kernels.frame_gdn import force_triton, scan
 from kernels.frame_gdn.reference import bidirectional_reference, scan_reference
 from kernels.frame_gdn.transitions import bidirectional_transitions
+from kernels.frame_gdn.transitions_triton import bidirectional_transitions_triton
 
 pytest.importorskip("triton")
 TOL = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 2e-2}
@@ -199,6 +200,43 @@ def test_fused_streaming_step_matches_reference(with_den, dtype):
         err = _rel(a, w)
         print(f"fused stream {name} {dtype}: relative error {err:.2e}")
         assert err < TOL[dtype]
+
+
+@pytest.mark.parametrize("resets", [None, [0, 0, 1, 0, 1], [1, 0, 0, 1, 0]])
+@pytest.mark.parametrize("with_den,init", [(True, False), (True, True), (False, True)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_transition_kernels_match_reference(resets, with_den, init, dtype, monkeypatch):
+    args = _inputs(dtype=dtype)
+    b, h, t, s, dk = args[0].shape
+    dv = args[2].shape[-1]
+    kv0 = torch.randn(b, h, dv, dk) * 0.1 if init else None
+    z0 = torch.rand(b, h, dk) if init and with_den else None
+    resets = None if resets is None else torch.tensor(resets, dtype=torch.int32)
+    want = bidirectional_reference(*[a.float() for a in args], kv0, z0, resets, with_den)
+    poisoned = torch.empty
+    monkeypatch.setattr(torch, "empty", lambda *shape, **kw: poisoned(*shape, **kw).fill_(float("nan")))
+    got = bidirectional_transitions_triton(*args, kv0, z0, resets, with_den, 1e-15)
+    monkeypatch.setattr(torch, "empty", poisoned)
+    for name, a, w in zip(("out", "kv", "z"), got, want):
+        assert (a is None) == (w is None), name
+        if w is None:
+            continue
+        assert not torch.isnan(a).any(), f"{name} has unwritten elements"
+        err = _rel(a, w)
+        print(f"transition kernels {name} {dtype}: relative error {err:.2e}")
+        assert err < TOL[dtype]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_transition_kernels(dtype):
+    args = _inputs(b=1, h=3, t=9, s=220, dk=112, dv=112, dtype=dtype, device="cuda")
+    kv0, z0 = torch.randn(1, 3, 112, 112, device="cuda") * 0.1, torch.rand(1, 3, 112, device="cuda")
+    resets = torch.tensor([0, 0, 0, 1, 0, 0, 1, 0, 0], dtype=torch.int32, device="cuda")
+    got = bidirectional_transitions_triton(*args, kv0, z0, resets, True, 1e-15)
+    want = bidirectional_reference(*[a.float() for a in args], kv0, z0, resets, True)
+    for a, w in zip(got, want):
+        assert _rel(a, w) < TOL[dtype]
 
 
 def test_the_dit_runs_on_the_kernels():

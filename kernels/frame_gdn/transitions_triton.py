@@ -1,0 +1,181 @@
+"""Triton kernels of the transition form (``transitions.py``): the bidirectional scan without gradients
+in three phases, parallel over frames where the fused kernels (``fused_recurrent.py``) walk frames and
+tokens in sequence.
+
+1. ``_transitions_kernel``, one program per (frame, row block): the products over a frame's S tokens,
+   A_t = K~^T diag(beta) K~ and B_t = (beta V)^T K~ (and Az_t = K^T diag(beta) K, c_t = K^T beta for the
+   normaliser), as D x D matrices.
+2. ``_scan_kernel``, one program per (batch x head, row block of the state): the forward scan from the
+   carried state and the exclusive reverse scan (restarting at ``resets``), kv <- gamma (kv - kv A_t) + B_t,
+   only D x D products in the loop over frames; it writes each frame's read state (the sum of both
+   scans' states) and the forward scan's final state.
+3. ``_read_kernel``, one program per (frame, token block): num = Q~ R_t^T, den = Q z_t, out = num / den.
+
+At the paper's sizes (S = 880, D = 112) almost all the arithmetic is in phases 1 and 3, spread over
+every frame at once; the fused kernel runs one program per (value block, batch x head) through every
+token of every frame, which leaves most of a GPU idle at batch 1 (24x to 34x from the floor on an H100 and
+an H200, RESULTS.md). Inputs are read about as often as by the fused kernel (k_rot twice, L2 helping);
+the D x D matrices add 4 T D^2 floats a head, small beside the S x D tokens.
+
+Not yet the CUDA path of ``bidirectional_scan``: checked under the interpreter and in a GPU-only bf16
+test, it waits for ``benchmarks/gdn.py`` on a GPU (its ``triton transitions`` row against ``triton``,
+the fused kernels) to say at which sizes it is faster.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .fused_recurrent import _pow2, _precision
+
+Tensor = torch.Tensor
+
+
+@triton.jit
+def _transitions_kernel(p_left, p_right, p_beta, p_out, p_sum, S, L, K,
+                        BS: tl.constexpr, BR: tl.constexpr, BK: tl.constexpr, WITH_SUM: tl.constexpr,
+                        PREC: tl.constexpr):
+    """out[f, r, k] = sum_s beta[f, s] left[f, s, r] right[f, s, k] for the program's rows r;
+    sum[f, r] = sum_s beta[f, s] left[f, s, r] (c_t of the normaliser)."""
+    i_f, i_r = tl.program_id(0), tl.program_id(1)
+    o_r = i_r * BR + tl.arange(0, BR)
+    o_k = tl.arange(0, BK)
+    m_r, m_k = o_r < L, o_k < K
+    acc = tl.zeros([BR, BK], dtype=tl.float32)
+    b_sum = tl.zeros([BR], dtype=tl.float32)
+    for s0 in range(0, S, BS):
+        o_s = s0 + tl.arange(0, BS)
+        m_s = o_s < S
+        tok = i_f * S + o_s
+        b_b = tl.load(p_beta + tok, mask=m_s, other=0.0).to(tl.float32)
+        b_l = tl.load(p_left + tok[:, None] * L + o_r[None, :], mask=m_s[:, None] & m_r[None, :], other=0.0).to(tl.float32)
+        b_l = b_l * b_b[:, None]
+        b_x = tl.load(p_right + tok[:, None] * K + o_k[None, :], mask=m_s[:, None] & m_k[None, :], other=0.0).to(tl.float32)
+        acc += tl.dot(tl.trans(b_l), b_x, input_precision=PREC)
+        if WITH_SUM:
+            b_sum += tl.sum(b_l, axis=0)
+    tl.store(p_out + (i_f * L + o_r[:, None]) * K + o_k[None, :], acc, mask=m_r[:, None] & m_k[None, :])
+    if WITH_SUM:
+        tl.store(p_sum + i_f * L + o_r, b_sum, mask=m_r)
+
+
+@triton.jit
+def _scan_kernel(p_m, p_c, p_gamma, p_resets, p_init, p_read, p_final, T, L, K,
+                 BR: tl.constexpr, BK: tl.constexpr, HAS_INIT: tl.constexpr, PREC: tl.constexpr):
+    """States x (L x K, this program's rows) of x <- gamma_t (x - x M_t) + C_t: the forward scan from
+    ``p_init`` (inclusive reads) and the reverse scan from zero (exclusive reads, zeroed before the
+    frames in ``p_resets``); read[t] = forward state after frame t + reverse state before it."""
+    i_r, i_bh = tl.program_id(0), tl.program_id(1)
+    o_r = i_r * BR + tl.arange(0, BR)
+    o_k = tl.arange(0, BK)
+    m_x = (o_r < L)[:, None] & (o_k < K)[None, :]
+    m_m = (o_k < K)[:, None] & (o_k < K)[None, :]
+    o_x = o_r[:, None] * K + o_k[None, :]  # a state's rows within its L x K matrix
+    o_m = o_k[:, None] * K + o_k[None, :]
+    b_x = tl.zeros([BR, BK], dtype=tl.float32)
+    if HAS_INIT:
+        b_x = tl.load(p_init + i_bh * L * K + o_x, mask=m_x, other=0.0)
+    for t in range(T):
+        f = i_bh * T + t
+        g = tl.load(p_gamma + f).to(tl.float32)
+        b_m = tl.load(p_m + f * K * K + o_m, mask=m_m, other=0.0)
+        b_c = tl.load(p_c + f * L * K + o_x, mask=m_x, other=0.0)
+        b_x = g * (b_x - tl.dot(b_x, b_m, input_precision=PREC)) + b_c
+        tl.store(p_read + f * L * K + o_x, b_x, mask=m_x)
+    tl.store(p_final + i_bh * L * K + o_x, b_x, mask=m_x)
+    tl.debug_barrier()  # the reverse scan adds to the forward scan's reads
+    b_x = tl.zeros([BR, BK], dtype=tl.float32)
+    for tt in range(T):
+        t = T - 1 - tt
+        f = i_bh * T + t
+        b_x = b_x * (1.0 - tl.load(p_resets + t).to(tl.float32))
+        b_r = tl.load(p_read + f * L * K + o_x, mask=m_x, other=0.0)
+        tl.store(p_read + f * L * K + o_x, b_r + b_x, mask=m_x)
+        g = tl.load(p_gamma + f).to(tl.float32)
+        b_m = tl.load(p_m + f * K * K + o_m, mask=m_m, other=0.0)
+        b_c = tl.load(p_c + f * L * K + o_x, mask=m_x, other=0.0)
+        b_x = g * (b_x - tl.dot(b_x, b_m, input_precision=PREC)) + b_c
+
+
+@triton.jit
+def _read_kernel(p_qr, p_q, p_r, p_z, p_out, S, K, V, eps,
+                 BS: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, WITH_DEN: tl.constexpr, PREC: tl.constexpr):
+    """out[f, s] = (q_rot[f, s] R_f^T) / (q[f, s] . z_f + eps) for the program's tokens (numerator only
+    without the normaliser)."""
+    i_f, i_s = tl.program_id(0), tl.program_id(1)
+    o_s = i_s * BS + tl.arange(0, BS)
+    o_k, o_v = tl.arange(0, BK), tl.arange(0, BV)
+    m_s, m_k, m_v = o_s < S, o_k < K, o_v < V
+    tok = i_f * S + o_s
+    b_qr = tl.load(p_qr + tok[:, None] * K + o_k[None, :], mask=m_s[:, None] & m_k[None, :], other=0.0).to(tl.float32)
+    b_r = tl.load(p_r + (i_f * V + o_v[:, None]) * K + o_k[None, :], mask=m_v[:, None] & m_k[None, :], other=0.0)
+    b_o = tl.dot(b_qr, tl.trans(b_r), input_precision=PREC)  # (BS, BV)
+    if WITH_DEN:
+        b_q = tl.load(p_q + tok[:, None] * K + o_k[None, :], mask=m_s[:, None] & m_k[None, :], other=0.0).to(tl.float32)
+        b_z = tl.load(p_z + i_f * K + o_k, mask=m_k, other=0.0)
+        b_o = b_o / (tl.sum(b_q * b_z[None, :], axis=1)[:, None] + eps)
+    tl.store(p_out + tok[:, None] * V + o_v[None, :], b_o, mask=m_s[:, None] & m_v[None, :])
+
+
+def _products(left: Tensor, right: Tensor, beta: Tensor, with_sum: bool, prec: str) -> tuple[Tensor, Tensor | None]:
+    """Per frame (left * beta)^T right over the S tokens: [F, L, K] fp32 (and the column sums [F, L])."""
+    f, s, width = left.shape[0], left.shape[1], left.shape[-1]
+    k = right.shape[-1]
+    out = torch.empty(f, width, k, device=left.device, dtype=torch.float32)
+    sums = torch.empty(f, width, device=left.device, dtype=torch.float32) if with_sum else out
+    br = min(_pow2(width), 64)
+    _transitions_kernel[(f, triton.cdiv(width, br))](left, right, beta, out, sums, s, width, k,
+                                                      BS=min(_pow2(s), 32), BR=br, BK=_pow2(k), WITH_SUM=with_sum, PREC=prec)
+    return out, (sums if with_sum else None)
+
+
+def _scan(m: Tensor, c: Tensor, gamma: Tensor, resets: Tensor, init: Tensor | None, bh: int, prec: str) -> tuple[Tensor, Tensor]:
+    """Both scans of x <- gamma (x - x M_t) + C_t; ``c`` [BH*T, L, K]. Returns (read states, final forward state)."""
+    t, width, k = c.shape[0] // bh, c.shape[1], c.shape[2]
+    read = torch.empty_like(c)
+    final = torch.empty(bh, width, k, device=c.device, dtype=torch.float32)
+    br = min(_pow2(width), 32)
+    _scan_kernel[(triton.cdiv(width, br), bh)](m, c, gamma, resets, final if init is None else init, read, final, t, width, k,
+                                               BR=br, BK=_pow2(k), HAS_INIT=init is not None, PREC=prec)
+    return read, final
+
+
+def bidirectional_transitions_triton(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    q_rot: Tensor,
+    k_rot: Tensor,
+    beta: Tensor,
+    gamma: Tensor,
+    initial_kv: Tensor | None,
+    initial_z: Tensor | None,
+    resets: Tensor | None,
+    with_denominator: bool,
+    eps: float,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``bidirectional_scan`` without gradients (arguments as there, inputs contiguous, ``resets`` an
+    int32 [T] tensor or None) in the three phases above. Returns out [B, H, T, S, V] fp32 and the
+    forward scan's final kv [B, H, V, K] and z [B, H, K]."""
+    b, h, t, s, dk = q.shape
+    dv = v.shape[-1]
+    bh, prec = b * h, _precision(q.dtype)
+    frames = lambda x: x.reshape(bh * t, s, -1)  # noqa: E731
+    resets = torch.zeros(t, dtype=torch.int32, device=q.device) if resets is None else resets
+    beta = beta.reshape(bh * t, s)
+    a, _ = _products(frames(k_rot), frames(k_rot), beta, False, prec)  # (BHT, K, K)
+    bv, _ = _products(frames(v), frames(k_rot), beta, False, prec)  # (BHT, V, K)
+    init_kv = None if initial_kv is None else initial_kv.float().reshape(bh, dv, dk).contiguous()
+    kv_read, kv = _scan(a, bv, gamma, resets, init_kv, bh, prec)
+    z_read = z = None
+    if with_denominator:
+        az, c = _products(frames(k), frames(k), beta, True, prec)
+        init_z = None if initial_z is None else initial_z.float().reshape(bh, 1, dk).contiguous()
+        z_read, z = _scan(az, c.reshape(bh * t, 1, dk), gamma, resets, init_z, bh, prec)
+    out = torch.empty(b, h, t, s, dv, device=q.device, dtype=torch.float32)
+    bs = min(_pow2(s), 64)
+    _read_kernel[(bh * t, triton.cdiv(s, bs))](q_rot, q, kv_read, kv_read if z_read is None else z_read, out, s, dk, dv, eps,
+                                              BS=bs, BK=_pow2(dk), BV=_pow2(dv), WITH_DEN=with_denominator, PREC=prec)
+    return out, kv.reshape(b, h, dv, dk), None if z is None else z.reshape(b, h, dk)
