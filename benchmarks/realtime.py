@@ -12,7 +12,9 @@ size, precision and device. Random weights: the speed does not depend on them.
 the chunks after it. The first chunk warms up (and compiles, with ``--compile``) and is reported
 apart; the 60 s figure is the median of the later chunks times the chunks of 60 s, since a chunk
 costs the same at every point of the video (the state is fixed-size; the per-chunk times in the JSON
-show it). ``--chunks`` times only that many chunks after the first. Reports seconds of video per wall
+show it). ``--chunks`` times only that many chunks after the first; ``--profile N`` then runs one more
+chunk split into the DiT's passes and the VAE's decoder, and one under ``torch.profiler`` for its N
+slowest ops (where the time goes, for the paper world on a GPU). Reports seconds of video per wall
 second (above 1 is faster than real time), seconds for the 60 s, and peak memory (GPU memory on a
 GPU, the process's peak resident memory on the CPU). Prints a table and writes JSON.
 """
@@ -25,11 +27,13 @@ import math
 import resource
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from floor import machine_info
+from torch import profiler
 
 SIZES = {"small": (64, 64), "paper": (704, 1280)}  # world -> (height, width)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -63,7 +67,38 @@ def peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
-def run(name: str, dtype_name: str, device: str, chunks: int | None, compile: bool, num_worlds: int) -> dict:
+def profile_chunk(rollout, step_chunk: Callable[[], float], sync: Callable[[], None], device: str, top: int) -> dict:
+    """One more chunk, timed in parts: the DiT's denoising passes (``StreamingGenerator.advance``) and the
+    VAE's decoder, each synchronised, and under ``torch.profiler`` the ``top`` ops by self time (device
+    time on a GPU): where a chunk's time goes."""
+    parts: dict[str, float] = {}
+
+    def timed(name: str, fn: Callable) -> Callable:
+        def call(*args, **kwargs):
+            sync()
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            sync()
+            parts[name] = parts.get(name, 0.0) + time.perf_counter() - t0
+            return out
+        return call
+
+    gen, vae = rollout.gen, rollout.world.vae
+    gen.advance, vae.decode = timed("dit", gen.advance), timed("vae decoder", vae.decode)
+    try:
+        chunk_s = step_chunk()
+    finally:
+        del gen.advance, vae.decode  # the instance attributes go; the methods show through again
+    activities = [profiler.ProfilerActivity.CPU] + ([profiler.ProfilerActivity.CUDA] if device == "cuda" else [])
+    with profiler.profile(activities=activities) as prof:
+        step_chunk()
+    key = "self_device_time_total" if device == "cuda" else "self_cpu_time_total"
+    events = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)[:top]
+    ops = [{"op": e.key, "calls": e.count, "self_ms": getattr(e, key) / 1000} for e in events]
+    return {"chunk_s": chunk_s, "parts_s": parts, "top_ops": ops, "time": "device" if device == "cuda" else "cpu"}
+
+
+def run(name: str, dtype_name: str, device: str, chunks: int | None, compile: bool, num_worlds: int, profile: int = 0) -> dict:
     from model.camera import intrinsics_from_fov
     from model.rollout import WorldRollout
 
@@ -82,26 +117,31 @@ def run(name: str, dtype_name: str, device: str, chunks: int | None, compile: bo
     image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     pose = np.eye(4)
-    chunk_seconds = []
+
+    def step_chunk() -> float:
+        nonlocal pose
+        step = np.eye(4)
+        step[2, 3] = 0.05
+        poses = np.stack([pose @ np.linalg.matrix_power(step, k + 1) for k in range(per_chunk)])
+        pose = poses[-1]
+        t1 = time.perf_counter()
+        rollout.step(list(range(num_worlds)), np.repeat(poses[None], num_worlds, axis=0))
+        sync()
+        return time.perf_counter() - t1
+
     with torch.inference_mode():
         for i in range(num_worlds):
             rollout.start(i, image, pose, np.random.default_rng(i))
-        for _ in range(1 + timed):
-            step = np.eye(4)
-            step[2, 3] = 0.05
-            poses = np.stack([pose @ np.linalg.matrix_power(step, k + 1) for k in range(per_chunk)])
-            pose = poses[-1]
-            t1 = time.perf_counter()
-            rollout.step(list(range(num_worlds)), np.repeat(poses[None], num_worlds, axis=0))
-            sync()
-            chunk_seconds.append(time.perf_counter() - t1)
+        chunk_seconds = [step_chunk() for _ in range(1 + timed)]
+        breakdown = profile_chunk(rollout, step_chunk, sync, device, profile) if profile else None
     steady = float(np.median(chunk_seconds[1:]))
     video_s = (VIDEO_FRAMES - 1) / FPS
     seconds_60 = steady * total_chunks
     return {"world": name, "height": height, "width": width, "dtype": dtype_name, "device": device, "compile": compile,
             "num_worlds": num_worlds, "chunks_timed": timed, "chunks_per_60s": total_chunks, "extrapolated": timed < total_chunks - 1,
             "first_chunk_s": chunk_seconds[0], "chunk_s_median": steady, "chunk_seconds": chunk_seconds, "seconds_for_60s": seconds_60,
-            "video_seconds_per_wall_second": num_worlds * video_s / seconds_60, "peak_memory_mb": peak_memory_mb(device)}
+            "video_seconds_per_wall_second": num_worlds * video_s / seconds_60, "peak_memory_mb": peak_memory_mb(device),
+            "profile": breakdown}
 
 
 def main() -> None:
@@ -112,10 +152,14 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=None, help="time only this many chunks after the first (default: all of the 60 s)")
     parser.add_argument("--num-worlds", type=int, default=1, help="worlds per batched step")
     parser.add_argument("--compile", action="store_true", help="also time the compiled streaming pass (model.compiled)")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="after the timed chunks, one chunk split into DiT and VAE decoder, and its N slowest ops")
     parser.add_argument("--out", default="outputs/bench/realtime.json", help="JSON output path")
     args = parser.parse_args()
     if args.chunks is not None and args.chunks < 1:
         parser.error("--chunks must be >= 1")
+    if args.profile < 0:
+        parser.error("--profile must be >= 0")
     if args.num_worlds < 1:
         parser.error("--num-worlds must be >= 1")
     if args.device not in ("cpu", "cuda") or (args.device == "cuda" and not torch.cuda.is_available()):
@@ -127,7 +171,7 @@ def main() -> None:
     for name in args.worlds:
         for dtype in args.dtypes:
             for compile in (False, True) if args.compile else (False,):
-                rows.append(run(name, dtype, args.device, args.chunks, compile, args.num_worlds))
+                rows.append(run(name, dtype, args.device, args.chunks, compile, args.num_worlds, args.profile))
                 r = rows[-1]
                 print(f"{name} {dtype} compile={compile}: {r['seconds_for_60s']:.1f} s for 60 s", flush=True)
     print(f"\n60 s of video (961 frames at 16 fps), streaming 4-step generator, stage 1 (DiT + VAE decoder), "
@@ -137,6 +181,13 @@ def main() -> None:
         timed = f"{r['chunks_timed']}/{r['chunks_per_60s'] - 1}"
         print(f"{r['world']:>6} {r['height']}x{r['width']:<5} {r['dtype']:>9} {str(r['compile']):>8} {r['first_chunk_s']:>8.2f} {r['chunk_s_median']:>8.3f} "
               f"{r['seconds_for_60s']:>11.1f} {r['video_seconds_per_wall_second']:>12.2f} {r['peak_memory_mb']:>9.0f} {timed:>9}")
+    for r in rows:
+        if r["profile"]:
+            p = r["profile"]
+            parts = ", ".join(f"{k} {v:.3f} s" for k, v in p["parts_s"].items())
+            print(f"\n{r['world']} {r['dtype']} compile={r['compile']}: one chunk {p['chunk_s']:.3f} s ({parts}); slowest ops by self {p['time']} time:")
+            for op in p["top_ops"]:
+                print(f"  {op['self_ms']:>10.2f} ms {op['calls']:>6} calls  {op['op']}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"benchmark": "realtime", "machine": machine, "rows": rows}, indent=2))

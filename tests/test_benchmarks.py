@@ -123,14 +123,17 @@ def test_forward_benchmark_writes_table_and_json(tmp_path):
 
 def test_realtime_benchmark_writes_table_and_json(tmp_path):
     out = tmp_path / "realtime.json"
-    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "realtime.py"), "--chunks", "1", "--out", str(out)],
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "realtime.py"), "--chunks", "1", "--profile", "5", "--out", str(out)],
                          cwd=ROOT, check=False, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    assert "video s / s" in run.stdout
+    assert "video s / s" in run.stdout and "slowest ops" in run.stdout
     (row,) = json.loads(out.read_text())["rows"]
     assert row["chunks_per_60s"] == 80 and row["chunks_timed"] == 1 and len(row["chunk_seconds"]) == 2
     assert row["seconds_for_60s"] == pytest.approx(80 * row["chunk_s_median"])
     assert row["video_seconds_per_wall_second"] == pytest.approx(60 / row["seconds_for_60s"])
+    profile = row["profile"]  # the chunk's parts are inside it, and the slowest ops run its products
+    assert set(profile["parts_s"]) == {"dit", "vae decoder"} and 0 < sum(profile["parts_s"].values()) < profile["chunk_s"]
+    assert len(profile["top_ops"]) == 5 and any(op["op"] in ("aten::addmm", "aten::mm", "aten::bmm") for op in profile["top_ops"])
 
 
 def test_sb3_vec_benchmark_writes_table_and_json(tmp_path):
