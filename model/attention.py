@@ -195,7 +195,7 @@ class HybridAttention(nn.Module):
                 new.gdn, new.conv_k = state, conv_past
         else:
             k = apply_rope(k, ctx.freqs)
-            out = self._sdpa(apply_rope(q, ctx.freqs), k, v, ctx, self.head_dim**-0.5, past.keys, past.values)
+            out = self._sdpa(apply_rope(q, ctx.freqs), k, v, ctx, self.head_dim**-0.5, past.keys, past.values, x.dtype)
             if new is not None:
                 new.keys, new.values = past.keys + [k], past.values + [v]
         out = out.transpose(1, 2).reshape(b, n, c)
@@ -221,7 +221,7 @@ class HybridAttention(nn.Module):
         k_ray = match_rms(k, ucpe_transform(k, inv, ctx.cam_freqs))
         v_ray = match_rms(v, ucpe_transform(v, inv, ctx.cam_freqs))
         if self.softmax:
-            out = self._sdpa(q_ray, k_ray, v_ray, ctx, _softmax_scale(self.head_dim), past.keys_cam, past.values_cam)
+            out = self._sdpa(q_ray, k_ray, v_ray, ctx, _softmax_scale(self.head_dim), past.keys_cam, past.values_cam, x.dtype)
             if new is not None:
                 new.keys_cam, new.values_cam = past.keys_cam + [k_ray], past.values_cam + [v_ray]
         else:
@@ -248,9 +248,15 @@ class HybridAttention(nn.Module):
         return out.reshape(b, h, n, -1), state
 
     def _sdpa(self, q: Tensor, k: Tensor, v: Tensor, ctx: AttentionContext, scale: float,
-              past_k: list[Tensor], past_v: list[Tensor]) -> Tensor:
-        """Softmax attention on (B, H, N, D) in fp32: over the cached chunks and the input when
-        streaming, masked by chunk in the chunk-causal mode, full otherwise."""
+              past_k: list[Tensor], past_v: list[Tensor], dtype: torch.dtype) -> Tensor:
+        """Softmax attention on (B, H, N, D) in the model's precision ``dtype``: over the cached chunks
+        and the input when streaming, masked by chunk in the chunk-causal mode, full otherwise.
+
+        A half-precision model attends in half precision, as the release does (it casts to bf16 in
+        every precision), so that a GPU runs its flash kernel: in fp32 SDPA falls back to kernels
+        without tensor cores, many times slower, which at the paper's size would make attention (a
+        tenth of a streamed pass's FLOPs) outlast all the linear layers. An fp32 model attends in fp32 (exact against the reference with its bf16
+        rounding switched off, ``tests/test_dit_parity.py``)."""
         n = q.shape[2]
         mask = None
         if ctx.streaming:
@@ -261,4 +267,4 @@ class HybridAttention(nn.Module):
                 frame_chunk[start:end] = i
             token_chunk = frame_chunk.repeat_interleave(n // ctx.grid[0]).to(q.device)
             mask = token_chunk[:, None] >= token_chunk[None, :]
-        return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, scale=scale)
+        return F.scaled_dot_product_attention(q.to(dtype), k.to(dtype), v.to(dtype), attn_mask=mask, scale=scale)

@@ -153,3 +153,39 @@ def test_chunk_causal_forward_is_causal_across_chunks():
         b = model(x2, ts, camera=cam, mode="chunk_causal")
     assert torch.allclose(a[:, :, :4], b[:, :, :4], atol=1e-6)
     assert not torch.allclose(a[:, :, 4:], b[:, :, 4:], atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["stream", "chunk_causal"])
+def test_softmax_attention_runs_in_the_models_precision(mode, monkeypatch):
+    """A bf16 model attends in bf16 (a GPU's flash kernel), an fp32 one in fp32, in both branches."""
+    import model.attention as attention
+
+    torch.manual_seed(3)
+    dit = SanaWMDiT(dit_config("tiny")).eval()
+    for p in dit.parameters():
+        torch.nn.init.normal_(p, std=0.05) if p.ndim > 1 else None
+    seen, functional = [], attention.F
+
+    class Spy:  # the self-attention's torch.nn.functional, recording what its softmax attention gets
+        def __getattr__(self, name):
+            return getattr(functional, name)
+
+        def scaled_dot_product_attention(self, q, k, v, **kwargs):
+            seen.append((q.dtype, k.dtype, v.dtype))
+            return functional.scaled_dot_product_attention(q, k, v, **kwargs)
+
+    monkeypatch.setattr(attention, "F", Spy())
+    x, ts, cam = torch.randn(1, 8, 4, 4, 4), torch.full((1, 4), 500.0), _camera(4)
+    outs = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        seen.clear()
+        model = dit.to(dtype)
+        with torch.no_grad():
+            if mode == "stream":
+                outs[dtype] = model.stream(x.to(dtype), ts, model.empty_stream(), camera=cam.to(dtype))[0].float()
+            else:
+                outs[dtype] = model(x.to(dtype), ts, camera=cam.to(dtype), mode=mode).float()
+        softmax_blocks = sum(dit.config.is_softmax_block(i) for i in range(dit.config.num_layers))
+        assert len(seen) == 2 * softmax_blocks and all(d == (dtype,) * 3 for d in seen), seen
+    err = (outs[torch.bfloat16] - outs[torch.float32]).norm() / outs[torch.float32].norm()
+    assert err < 0.05, err
