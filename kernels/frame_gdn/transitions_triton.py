@@ -138,7 +138,8 @@ def _scan(m: Tensor, c: Tensor, gamma: Tensor, resets: Tensor, init: Tensor | No
     final = torch.empty(bh, width, k, device=c.device, dtype=torch.float32)
     br = min(_pow2(width), 32)
     _scan_kernel[(triton.cdiv(width, br), bh)](m, c, gamma, resets, final if init is None else init, read, final, t, width, k,
-                                               BR=br, BK=_pow2(k), HAS_INIT=init is not None, PREC=prec)
+                                               BR=br, BK=_pow2(k), HAS_INIT=init is not None, PREC=prec,
+                                               num_stages=2)  # each stage prefetches a D x D matrix (64 KB at D = 128)
     return read, final
 
 
