@@ -22,6 +22,7 @@ GPU, the process's peak resident memory on the CPU). Prints a table and writes J
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import resource
@@ -98,7 +99,32 @@ def profile_chunk(rollout, step_chunk: Callable[[], float], sync: Callable[[], N
     return {"chunk_s": chunk_s, "parts_s": parts, "top_ops": ops, "time": "device" if device == "cuda" else "cpu"}
 
 
-def run(name: str, dtype_name: str, device: str, chunks: int | None, compile: bool, num_worlds: int, profile: int = 0) -> dict:
+def forward_poses(pose: np.ndarray, frames: int) -> np.ndarray:
+    """(frames, 4, 4) camera poses walking 5 cm a frame straight ahead of ``pose``."""
+    step = np.eye(4)
+    step[2, 3] = 0.05
+    return np.stack([pose @ np.linalg.matrix_power(step, k + 1) for k in range(frames)])
+
+
+def quantize_world(world, fmt: str, intrinsics: torch.Tensor, image: np.ndarray, device: str, dtype: torch.dtype) -> None:
+    """The world's DiT quantized to ``fmt`` as ``sanawm quantize`` does (``model.quantization``), calibrated
+    on one chunk of its own rollout; the timed rollout then runs it as the env would (FP8 and INT8 layers
+    multiplying in their format where the device can)."""
+    from model.quantization import quantize_dit
+    from model.rollout import WorldRollout
+
+    def one_chunk(_) -> None:
+        rollout = WorldRollout(world, 1, intrinsics, steps=4, device=device, dtype=dtype)
+        rollout.start(0, image, np.eye(4), np.random.default_rng(0))
+        rollout.step([0], forward_poses(np.eye(4), rollout.frames_per_chunk)[None])
+
+    with torch.no_grad():
+        quantize_dit(world.dit, fmt, one_chunk)
+    world.info = dataclasses.replace(world.info, quantization=fmt)
+
+
+def run(name: str, dtype_name: str, device: str, chunks: int | None, compile: bool, num_worlds: int, profile: int = 0,
+        quantize: str | None = None) -> dict:
     from model.camera import intrinsics_from_fov
     from model.rollout import WorldRollout
 
@@ -108,21 +134,20 @@ def run(name: str, dtype_name: str, device: str, chunks: int | None, compile: bo
         torch.cuda.reset_peak_memory_stats()
     world = build_world(name, device, dtype)
     height, width = SIZES[name]
-    rollout = WorldRollout(world, num_worlds, intrinsics_from_fov(80.0, height, width).float(), steps=4, device=device,
-                           dtype=dtype, compile=compile)
+    intrinsics = intrinsics_from_fov(80.0, height, width).float()
+    image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    if quantize:
+        quantize_world(world, quantize, intrinsics, image, device, dtype)
+    rollout = WorldRollout(world, num_worlds, intrinsics, steps=4, device=device, dtype=dtype, compile=compile)
     per_chunk = rollout.frames_per_chunk
     total_chunks = math.ceil((VIDEO_FRAMES - 1) / per_chunk)
     timed = total_chunks - 1 if chunks is None else min(chunks, total_chunks - 1)
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     pose = np.eye(4)
 
     def step_chunk() -> float:
         nonlocal pose
-        step = np.eye(4)
-        step[2, 3] = 0.05
-        poses = np.stack([pose @ np.linalg.matrix_power(step, k + 1) for k in range(per_chunk)])
+        poses = forward_poses(pose, per_chunk)
         pose = poses[-1]
         t1 = time.perf_counter()
         rollout.step(list(range(num_worlds)), np.repeat(poses[None], num_worlds, axis=0))
@@ -137,11 +162,16 @@ def run(name: str, dtype_name: str, device: str, chunks: int | None, compile: bo
     steady = float(np.median(chunk_seconds[1:]))
     video_s = (VIDEO_FRAMES - 1) / FPS
     seconds_60 = steady * total_chunks
-    return {"world": name, "height": height, "width": width, "dtype": dtype_name, "device": device, "compile": compile,
+    return {"world": name, "height": height, "width": width, "dtype": dtype_name, "quantization": quantize, "device": device, "compile": compile,
             "num_worlds": num_worlds, "chunks_timed": timed, "chunks_per_60s": total_chunks, "extrapolated": timed < total_chunks - 1,
             "first_chunk_s": chunk_seconds[0], "chunk_s_median": steady, "chunk_seconds": chunk_seconds, "seconds_for_60s": seconds_60,
             "video_seconds_per_wall_second": num_worlds * video_s / seconds_60, "peak_memory_mb": peak_memory_mb(device),
             "profile": breakdown}
+
+
+def precision(row: dict) -> str:
+    """A row's dtype, and its quantization format if any: ``bfloat16+fp8``."""
+    return row["dtype"] + (f"+{row['quantization']}" if row["quantization"] else "")
 
 
 def main() -> None:
@@ -150,6 +180,8 @@ def main() -> None:
     parser.add_argument("--dtypes", nargs="+", default=["float32"], choices=sorted(DTYPES), help="precisions")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     parser.add_argument("--chunks", type=int, default=None, help="time only this many chunks after the first (default: all of the 60 s)")
+    parser.add_argument("--quantize", nargs="+", default=[], choices=["fp8", "int8", "nvfp4"],
+                        help="also time the world quantized to these formats (rows beside the unquantized one)")
     parser.add_argument("--num-worlds", type=int, default=1, help="worlds per batched step")
     parser.add_argument("--compile", action="store_true", help="also time the compiled streaming pass (model.compiled)")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
@@ -170,22 +202,22 @@ def main() -> None:
     rows = []
     for name in args.worlds:
         for dtype in args.dtypes:
-            for compile in (False, True) if args.compile else (False,):
-                rows.append(run(name, dtype, args.device, args.chunks, compile, args.num_worlds, args.profile))
-                r = rows[-1]
-                print(f"{name} {dtype} compile={compile}: {r['seconds_for_60s']:.1f} s for 60 s", flush=True)
+            for fmt in [None, *args.quantize]:
+                for compile in (False, True) if args.compile else (False,):
+                    rows.append(run(name, dtype, args.device, args.chunks, compile, args.num_worlds, args.profile, fmt))
+                    print(f"{name} {precision(rows[-1])} compile={compile}: {rows[-1]['seconds_for_60s']:.1f} s for 60 s", flush=True)
     print(f"\n60 s of video (961 frames at 16 fps), streaming 4-step generator, stage 1 (DiT + VAE decoder), "
           f"{args.num_worlds} world(s), {gpu or args.device}, {machine['torch_threads']} torch threads")
-    print(f"{'world':>6} {'size':>10} {'dtype':>9} {'compiled':>8} {'first s':>8} {'chunk s':>8} {'s for 60 s':>11} {'video s / s':>12} {'peak MB':>9} {'timed':>9}")
+    print(f"{'world':>6} {'size':>10} {'precision':>15} {'compiled':>8} {'first s':>8} {'chunk s':>8} {'s for 60 s':>11} {'video s / s':>12} {'peak MB':>9} {'timed':>9}")
     for r in rows:
         timed = f"{r['chunks_timed']}/{r['chunks_per_60s'] - 1}"
-        print(f"{r['world']:>6} {r['height']}x{r['width']:<5} {r['dtype']:>9} {str(r['compile']):>8} {r['first_chunk_s']:>8.2f} {r['chunk_s_median']:>8.3f} "
+        print(f"{r['world']:>6} {r['height']}x{r['width']:<5} {precision(r):>15} {str(r['compile']):>8} {r['first_chunk_s']:>8.2f} {r['chunk_s_median']:>8.3f} "
               f"{r['seconds_for_60s']:>11.1f} {r['video_seconds_per_wall_second']:>12.2f} {r['peak_memory_mb']:>9.0f} {timed:>9}")
     for r in rows:
         if r["profile"]:
             p = r["profile"]
             parts = ", ".join(f"{k} {v:.3f} s" for k, v in p["parts_s"].items())
-            print(f"\n{r['world']} {r['dtype']} compile={r['compile']}: one chunk {p['chunk_s']:.3f} s ({parts}); slowest ops by self {p['time']} time:")
+            print(f"\n{r['world']} {precision(r)} compile={r['compile']}: one chunk {p['chunk_s']:.3f} s ({parts}); slowest ops by self {p['time']} time:")
             for op in p["top_ops"]:
                 print(f"  {op['self_ms']:>10.2f} ms {op['calls']:>6} calls  {op['op']}")
     out = Path(args.out)

@@ -28,6 +28,7 @@ import torch
 from .camera_conditions import camera_conditions
 from .chunks import CHUNK_FRAMES, chunk_bounds
 from .generator import StreamingGenerator, WorldState
+from .quantization import low_precision_linears
 from .video import to_uint8
 from .world import WorldModel
 
@@ -118,6 +119,8 @@ class WorldRollout:
         if refine_every and world.refiner is None:
             raise ValueError("refine_every > 0 needs a world with a refiner")
         self.world = world.to(device=device, dtype=dtype)
+        if world.info.quantization is not None:  # FP8 and INT8 layers multiply in their format where the device can
+            low_precision_linears(world.dit)
         self.device, self.dtype = torch.device(device), dtype
         self.height, self.width = world.info.height, world.info.width
         self.frames_per_chunk = CHUNK_FRAMES * world.vae.temporal_stride

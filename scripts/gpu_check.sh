@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of fast inference (issue 17) and of SB3's batched adapter (issue 16) in one call of the device tool, about 9 minutes:
+# The GPU checks of fast inference (issue 17) in one call of the device tool, about 9 minutes:
 #   scripts/gpu_wheels.sh                          # here, once: the packages the GPU image lacks -> .whl/
 #   run(command="bash scripts/gpu_check.sh", carry=[".whl"], timeout_s=600)
 # Each part has its own time limit and writes its log and JSON; a part that fails or runs out of time does
@@ -27,7 +27,8 @@ part() {  # part NAME SECONDS COMMAND...: run with a time limit, keep the log, p
   tar czf "$OUT/gpu-check.tar.gz.tmp" -C "$LOG" . && mv "$OUT/gpu-check.tar.gz.tmp" "$OUT/gpu-check.tar.gz"
 }
 
-# The Triton kernels compiled and checked against the reference (bf16 included), NVFP4 against modelopt.
+# The Triton kernels compiled and checked against the reference (bf16 included), NVFP4 against modelopt, the
+# FP8 and INT8 layers' products against modelopt's fake quantization.
 part gpu_tests 80 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_kernels_gdn.py tests/test_quantize.py
 # The scan at sizes up to the paper's: the fused and the three-phase Triton kernels against the PyTorch
 # reference, fla's kernel and the floor.
@@ -39,9 +40,8 @@ part forward_compiled 110 python3 benchmarks/forward.py --frames 4 --batches 1 -
 # The paper's 2.6B DiT + LTX-2 VAE at 704x1280 in bf16: seconds for 60 s of video (eager: compiling it did not
 # finish in 140 s on an H100 machine), then one chunk split into DiT and VAE decoder, and its slowest kernels.
 part realtime_paper 80 python3 benchmarks/realtime.py --worlds paper --dtypes bfloat16 --chunks 5 --profile 20 --out "$LOG/realtime_paper.json"
-# The small world: one world against 16 in one batched step.
-part realtime_small 45 bash -c "python3 benchmarks/realtime.py --worlds small --dtypes float32 bfloat16 --chunks 20 --out '$LOG/realtime_small.json' && \
-  python3 benchmarks/realtime.py --worlds small --dtypes bfloat16 --chunks 20 --num-worlds 16 --out '$LOG/realtime_small16.json'"
-# Env steps/s that SB3 sees from 4 and 16 worlds: the batched adapter against make_vec_env (issue 16).
-part sb3_vec 60 python3 benchmarks/sb3_vec.py --device cuda --num-envs 4 16 --steps 4 --rounds 2 --out "$LOG/sb3_vec.json"
+# The paper world quantized (FP8 and INT8 layers multiplying in their format, model.quantization.low_precision)
+# beside bf16: does a quantized world stream faster (issue 17)? Each row quantizes and calibrates on one chunk first.
+part realtime_paper_quantized 100 python3 benchmarks/realtime.py --worlds paper --dtypes bfloat16 --quantize fp8 int8 --chunks 4 \
+  --out "$LOG/realtime_paper_quantized.json"
 echo "logs and JSON in $OUT/gpu-check.tar.gz"

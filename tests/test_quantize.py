@@ -252,3 +252,123 @@ def test_a_quantized_dit_is_saved_only_under_its_format(source_world, tmp_path):
     with pytest.raises(ValueError, match="info.quantization is None, but its DiT is quantized to int8"):
         save_world(tmp_path / "w", world)
     assert not (tmp_path / "w").exists()
+
+
+# --- layers that multiply in their format (model.quantization.low_precision) ------------------------------
+
+def _fake_quantized_linear(fmt, in_features=48, out_features=40, scale=3.0, device="cpu"):
+    import modelopt.torch.quantization as mtq
+
+    from model.quantization.formats import quant_config
+
+    torch.manual_seed(0)
+    layer = torch.nn.Sequential(torch.nn.Linear(in_features, out_features)).to(device)
+    x = torch.randn(64, in_features, device=device) * scale
+    mtq.quantize(layer, quant_config(fmt), lambda m: m(x))
+    return layer, x
+
+
+@pytest.mark.parametrize("fmt", ["fp8", "int8"])
+def test_low_precision_layer_rounds_as_modelopt_and_multiplies_in_the_format(fmt, monkeypatch):
+    from model.quantization.low_precision import LowPrecisionLinear, _dequantize, _round, low_precision_linears
+
+    layer, x = _fake_quantized_linear(fmt)
+    x = x * 1.3  # beyond the calibrated range somewhere: the clamp matters
+    with torch.no_grad():
+        want = layer(x)
+        q = layer[0]
+        fake_w, fake_x = q.weight_quantizer(q.weight), q.input_quantizer(x)
+        assert low_precision_linears(layer) == 1 and isinstance(layer[0], LowPrecisionLinear)
+        ours = layer[0]
+        # The stored weight and the rounded input are modelopt's grid values, value for value (its
+        # dequantized values, put back on the grid, are ours; dequantized, ours are its up to the last bit).
+        x_mult, x_step, w_mult, w_step = ours._scales()
+        for q_ours, fake, mult in ((ours.weight_q, fake_w, w_mult[:, None]), (_round(x, x_mult, fmt), fake_x, x_mult)):
+            assert torch.equal(_round(fake, mult, fmt).float(), q_ours.float())
+            assert torch.allclose(_dequantize(q_ours, mult, fmt), fake, rtol=1e-6, atol=0)
+        assert torch.equal(torch.nn.functional.linear(fake_x, fake_w, q.bias), want)
+        calls = []
+        for name in ("_scaled_mm", "_int_mm"):  # which product ran
+            real = getattr(torch, name)
+            monkeypatch.setattr(torch, name, lambda *a, _real=real, _name=name, **kw: calls.append(_name) or _real(*a, **kw))
+        got = layer(x)
+    assert calls == (["_int_mm"] if fmt == "int8" else [])  # FP8 on the CPU: the dequantized product
+    rel = ((got - want).norm() / want.norm()).item()
+    print(f"{fmt}: relative difference to modelopt's fake quantization {rel:.1e}")
+    assert rel < 1e-5
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fp8_product_in_the_format_equals_the_dequantized_one(dtype, monkeypatch):
+    """The FP8 layer's GPU branch (torch._scaled_mm, bias fused for a half-precision model) run on the
+    CPU's _scaled_mm at a small size: modelopt's outputs."""
+    from model.quantization.low_precision import LowPrecisionLinear, low_precision_linears
+
+    layer, x = _fake_quantized_linear("fp8")
+    with torch.no_grad():
+        want = layer.to(dtype)(x.to(dtype)).float()
+        low_precision_linears(layer)
+        monkeypatch.setattr(LowPrecisionLinear, "_kernel", lambda self, x: True)
+        got = layer(x.to(dtype))
+    assert got.dtype == dtype
+    assert ((got.float() - want).norm() / want.norm()).item() < (1e-5 if dtype == torch.float32 else 1e-2)
+
+
+def test_low_precision_layers_keep_their_bits_through_a_dtype_change():
+    from model.quantization.low_precision import low_precision_linears
+
+    for fmt in ("fp8", "int8"):
+        layer, x = _fake_quantized_linear(fmt)
+        low_precision_linears(layer)
+        before = {k: v.clone() for k, v in layer.state_dict().items()}
+        layer.to(torch.bfloat16)
+        after = layer.state_dict()
+        assert all(torch.equal(after[k], v) for k, v in before.items() if k != "0.bias") and after["0.bias"].dtype == torch.bfloat16
+        with torch.no_grad():
+            y = layer(x.bfloat16())
+            want = layer.float()(x)
+        assert y.dtype == torch.bfloat16 and ((y.float() - want).norm() / want.norm()).item() < 0.02
+
+
+def test_a_quantized_worlds_rollout_multiplies_in_the_format(quantized_world):
+    """The env's rollout swaps FP8 and INT8 layers for ones that multiply in the format (NVFP4 stays
+    fake quantized), and the swapped DiT computes what modelopt's does."""
+    from model.quantization.low_precision import LowPrecisionLinear, low_precision_linears
+
+    fmt, path = quantized_world
+    dit = load_world(path).dit
+    unused = {f"blocks.{i}.attn.{p}" for i in range(len(dit.blocks)) if dit.config.is_softmax_block(i) for p in ("beta_proj", "gate_proj")}
+    quantized = len(set(quantized_layers(dit)) - unused)  # softmax blocks have GDN gates they never call (never calibrated)
+    env = gym.make("SanaWM-v0", checkpoint=str(path), size="tiny", height=32, width=32)
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    swapped = sum(isinstance(m, LowPrecisionLinear) for m in env.unwrapped.worlds.world.dit.modules())
+    assert swapped == (0 if fmt == "nvfp4" else quantized) and quantized > 0
+    fake, real = load_world(path).dit, load_world(path).dit
+    low_precision_linears(real)
+    with torch.no_grad():
+        inputs = _dit_inputs(fake)
+        want, got = fake(**inputs), real(**inputs)
+    rel = ((got - want).norm() / want.norm()).item()
+    print(f"{fmt}: multiplying in the format moves the tiny DiT's output by {rel:.1e} of modelopt's")
+    assert rel < 1e-4
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("fmt", ["fp8", "int8"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_low_precision_layers_run_the_formats_product(fmt, dtype, monkeypatch):
+    from model.quantization.low_precision import low_precision_linears
+
+    layer, x = _fake_quantized_linear(fmt, in_features=256, out_features=384, device="cuda")
+    layer, x = layer.to(dtype), torch.cat([x] * 4).to(dtype)  # 256 rows: above _int_mm's 16
+    with torch.no_grad():
+        want = layer(x).float()
+        low_precision_linears(layer)
+        calls = []
+        for name in ("_scaled_mm", "_int_mm"):
+            real = getattr(torch, name)
+            monkeypatch.setattr(torch, name, lambda *a, _real=real, _name=name, **kw: calls.append(_name) or _real(*a, **kw))
+        got = layer(x).float()
+    assert calls == ["_scaled_mm" if fmt == "fp8" else "_int_mm"]
+    assert ((got - want).norm() / want.norm()).item() < (1e-5 if dtype == torch.float32 else 1e-2)
