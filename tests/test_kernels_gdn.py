@@ -33,6 +33,31 @@ def _rel(a, b):
     return ((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-12)).item()
 
 
+def _written(run, monkeypatch):
+    """``run()`` with torch.empty filled with NaN, so that every output element must be written."""
+    empty = torch.empty
+    monkeypatch.setattr(torch, "empty", lambda *shape, **kw: empty(*shape, **kw).fill_(float("nan")))
+    try:
+        return run()
+    finally:
+        monkeypatch.setattr(torch, "empty", empty)
+
+
+def _assert_close(got, want, names, what: str, dtype) -> None:
+    """Kernel results against the reference's, named: the same ones present, every element written, within TOL."""
+    for name, a, w in zip(names, got, want):
+        assert (a is None) == (w is None), name
+        if w is None:
+            continue
+        assert not torch.isnan(a).any(), f"{name} has unwritten elements"
+        err = _rel(a, w)
+        print(f"{what} {name} {dtype}: relative error {err:.2e}")
+        assert err < TOL[dtype], name
+
+
+BIDIRECTIONAL = ("out", "kv", "z")
+
+
 VARIANTS = [  # (reverse, exclusive, resets, with_denominator, initial state)
     (False, False, None, True, False),
     (False, False, None, True, True),  # a streamed chunk continuing a carried state
@@ -51,24 +76,10 @@ def test_forward_matches_reference(reverse, exclusive, resets, with_den, init, d
     kv0 = torch.randn(b, h, dv, dk) if init else None
     z0 = torch.rand(b, h, dk) if init and with_den else None
     resets = None if resets is None else torch.tensor(resets)
-    poisoned = torch.empty
-
-    def poison(*shape, **kw):  # every output element must be written by the kernel
-        return poisoned(*shape, **kw).fill_(float("nan"))
-
-    monkeypatch.setattr(torch, "empty", poison)
     with force_triton():
-        got = scan(*args, kv0, z0, reverse, exclusive, resets, with_den, chunk=2)
-    monkeypatch.setattr(torch, "empty", poisoned)
+        got = _written(lambda: scan(*args, kv0, z0, reverse, exclusive, resets, with_den, chunk=2), monkeypatch)
     want = scan_reference(*args, kv0, z0, reverse, exclusive, resets, with_den)
-    for name, a, w in zip(("num", "den", "kv", "z"), got, want):
-        if w is None:
-            assert a is None
-            continue
-        assert not torch.isnan(a).any(), f"{name} has unwritten elements"
-        err = _rel(a, w)
-        print(f"{name} {dtype}: relative error {err:.2e}")
-        assert err < TOL[dtype]
+    _assert_close(got, want, ("num", "den", "kv", "z"), "scan", dtype)
 
 
 @pytest.mark.parametrize("reverse,exclusive,resets,with_den,init", VARIANTS)
@@ -86,20 +97,15 @@ def test_backward_matches_reference(reverse, exclusive, resets, with_den, init, 
         return sum((o * u).sum() for o, u in zip(outputs, upstream) if o is not None)
 
     inputs = args + [x for x in (kv0, z0) if x is not None]
-    poisoned = torch.empty
-    monkeypatch.setattr(torch, "empty", lambda *shape, **kw: poisoned(*shape, **kw).fill_(float("nan")))
-    with force_triton():
-        got = torch.autograd.grad(loss(scan(*args, kv0, z0, reverse, exclusive, resets, with_den, chunk=2)), inputs, allow_unused=True)
-    monkeypatch.setattr(torch, "empty", poisoned)
+
+    def grads():
+        with force_triton():
+            return torch.autograd.grad(loss(scan(*args, kv0, z0, reverse, exclusive, resets, with_den, chunk=2)), inputs, allow_unused=True)
+
+    got = _written(grads, monkeypatch)
     want = torch.autograd.grad(loss(scan_reference(*args, kv0, z0, reverse, exclusive, resets, with_den)), inputs, allow_unused=True)
-    names = ["q", "k", "v", "q_rot", "k_rot", "beta", "gamma", "initial_kv", "initial_z"]
-    for name, a, w in zip(names, got, want):
-        assert (a is None) == (w is None), name
-        if w is not None:
-            assert not torch.isnan(a).any(), f"d{name} has unwritten elements"
-            err = _rel(a, w)
-            print(f"d{name} {dtype}: relative error {err:.2e}")
-            assert err < TOL[dtype], name
+    names = ["dq", "dk", "dv", "dq_rot", "dk_rot", "dbeta", "dgamma", "dinitial_kv", "dinitial_z"]
+    _assert_close(got, want, names, "scan backward", dtype)
 
 
 def test_model_gdn_modes_run_on_the_kernels():
@@ -178,7 +184,7 @@ def test_cuda_kernels_forward_and_backward(dtype):
 
 @pytest.mark.parametrize("with_den", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-def test_fused_streaming_step_matches_reference(with_den, dtype):
+def test_fused_streaming_step_matches_reference(with_den, dtype, monkeypatch):
     from kernels.frame_gdn import bidirectional_scan
 
     args = _inputs(t=3, s=18, dk=12, dv=36, dtype=dtype)
@@ -186,20 +192,12 @@ def test_fused_streaming_step_matches_reference(with_den, dtype):
     kv0, z0 = torch.randn(b, h, 36, dk) * 0.1, torch.rand(b, h, dk)
     z0 = z0 if with_den else None
     want = bidirectional_scan(*[a.float() for a in args], kv0, z0, with_denominator=with_den)
-    poisoned = torch.empty
-    try:
-        torch.empty = lambda *shape, **kw: poisoned(*shape, **kw).fill_(float("nan"))
+
+    def fused():
         with force_triton(), torch.no_grad():
-            got = bidirectional_scan(*args, kv0, z0, with_denominator=with_den)
-    finally:
-        torch.empty = poisoned
-    for name, a, w in zip(("out", "kv", "z"), got, want):
-        if w is None:
-            continue
-        assert not torch.isnan(a).any(), f"{name} has unwritten elements"
-        err = _rel(a, w)
-        print(f"fused stream {name} {dtype}: relative error {err:.2e}")
-        assert err < TOL[dtype]
+            return bidirectional_scan(*args, kv0, z0, with_denominator=with_den)
+
+    _assert_close(_written(fused, monkeypatch), want, BIDIRECTIONAL, "fused stream", dtype)
 
 
 @pytest.mark.parametrize("resets", [None, [0, 0, 1, 0, 1], [1, 0, 0, 1, 0]])
@@ -213,18 +211,8 @@ def test_transition_kernels_match_reference(resets, with_den, init, dtype, monke
     z0 = torch.rand(b, h, dk) if init and with_den else None
     resets = None if resets is None else torch.tensor(resets, dtype=torch.int32)
     want = bidirectional_reference(*[a.float() for a in args], kv0, z0, resets, with_den)
-    poisoned = torch.empty
-    monkeypatch.setattr(torch, "empty", lambda *shape, **kw: poisoned(*shape, **kw).fill_(float("nan")))
-    got = bidirectional_transitions_triton(*args, kv0, z0, resets, with_den, 1e-15)
-    monkeypatch.setattr(torch, "empty", poisoned)
-    for name, a, w in zip(("out", "kv", "z"), got, want):
-        assert (a is None) == (w is None), name
-        if w is None:
-            continue
-        assert not torch.isnan(a).any(), f"{name} has unwritten elements"
-        err = _rel(a, w)
-        print(f"transition kernels {name} {dtype}: relative error {err:.2e}")
-        assert err < TOL[dtype]
+    got = _written(lambda: bidirectional_transitions_triton(*args, kv0, z0, resets, with_den, 1e-15), monkeypatch)
+    _assert_close(got, want, BIDIRECTIONAL, "transition kernels", dtype)
 
 
 @pytest.mark.gpu
