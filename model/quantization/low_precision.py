@@ -60,6 +60,18 @@ def _round(x: Tensor, multiplier: Tensor, fmt: str) -> Tensor:
     return x.round_().clamp_(INT8_MIN, INT8_MAX).to(torch.int8)
 
 
+_FP8_DEVICES: dict[int, bool] = {}
+
+
+def _fp8_products(device: torch.device) -> bool:
+    """Whether CUDA ``device`` has FP8 products (compute capability 8.9 and up), asked once per device (a
+    dict, not a call per forward, which a compiled graph would have to guard on)."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _FP8_DEVICES:
+        _FP8_DEVICES[index] = torch.cuda.get_device_capability(index) >= (8, 9)
+    return _FP8_DEVICES[index]
+
+
 class LowPrecisionLinear(nn.Module):
     """``y = x W^T + b`` with ``W`` and ``x`` rounded to ``fmt`` (``fp8``: one scale per tensor each;
     ``int8``: one scale per output channel for ``W``, one per tensor for ``x``).
@@ -103,7 +115,7 @@ class LowPrecisionLinear(nn.Module):
             return False
         k, n = self.in_features, self.out_features
         if self.fmt == "fp8":
-            return torch.cuda.get_device_capability(x.device) >= (8, 9) and k % 16 == 0 and n % 16 == 0
+            return _fp8_products(x.device) and k % 16 == 0 and n % 16 == 0
         return x.shape[0] > 16 and k % 8 == 0 and n % 8 == 0
 
     def forward(self, x: Tensor) -> Tensor:
