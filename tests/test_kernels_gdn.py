@@ -203,8 +203,9 @@ def test_fused_streaming_step_matches_reference(with_den, dtype, monkeypatch):
 @pytest.mark.parametrize("resets", [None, [0, 0, 1, 0, 1], [1, 0, 0, 1, 0]])
 @pytest.mark.parametrize("with_den,init", [(True, False), (True, True), (False, True)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-def test_transition_kernels_match_reference(resets, with_den, init, dtype, monkeypatch):
-    args = _inputs(dtype=dtype)
+@pytest.mark.parametrize("dk,dv", [(8, 40), (40, 36)])  # one row block of [K~ | V] across both; blocks across the seam
+def test_transition_kernels_match_reference(resets, with_den, init, dtype, dk, dv, monkeypatch):
+    args = _inputs(dk=dk, dv=dv, dtype=dtype)
     b, h, t, s, dk = args[0].shape
     dv = args[2].shape[-1]
     kv0 = torch.randn(b, h, dv, dk) * 0.1 if init else None

@@ -2,9 +2,9 @@
 in three phases, parallel over frames where the fused kernels (``fused_recurrent.py``) walk frames and
 tokens in sequence.
 
-1. ``_transitions_kernel``, one program per (frame, row block): the products over a frame's S tokens,
-   A_t = K~^T diag(beta) K~ and B_t = (beta V)^T K~ (and Az_t = K^T diag(beta) K, c_t = K^T beta for the
-   normaliser), as D x D matrices.
+1. ``_transitions_kernel``, one program per (row block, frame): the products over a frame's S tokens,
+   A_t = K~^T diag(beta) K~ and B_t = (beta V)^T K~ in one launch (K~ and V stacked as one left operand
+   against K~), then Az_t = K^T diag(beta) K and c_t = K^T beta for the normaliser, as D x D matrices.
 2. ``_scan_kernel``, one program per (batch x head, row block of the state): the forward scan from the
    carried state and the exclusive reverse scan (restarting at ``resets``), kv <- gamma (kv - kv A_t) + B_t,
    only D x D products in the loop over frames; it writes each frame's read state (the sum of both
@@ -14,8 +14,9 @@ tokens in sequence.
 At the paper's sizes (S = 880, D = 112) almost all the arithmetic is in phases 1 and 3, spread over
 every frame at once; the fused kernel runs one program per (value block, batch x head) through every
 token of every frame, which leaves most of a GPU idle at batch 1 (24x to 34x from the floor on an H100 and
-an H200, RESULTS.md). Inputs are read about as often as by the fused kernel (k_rot twice, L2 helping);
-the D x D matrices add 4 T D^2 floats a head, small beside the S x D tokens.
+an H200, RESULTS.md). Each input is read from memory about once (a frame's row blocks run side by side,
+so their repeated reads of its tokens hit the L2 cache); the D x D matrices add 4 T D^2 floats a head,
+small beside the S x D tokens.
 
 Not yet the CUDA path of ``bidirectional_scan``: checked under the interpreter and in a GPU-only bf16
 test, it waits for ``benchmarks/gdn.py`` on a GPU (its ``triton transitions`` row against ``triton``,
@@ -34,15 +35,16 @@ Tensor = torch.Tensor
 
 
 @triton.jit
-def _transitions_kernel(p_left, p_right, p_beta, p_out, p_sum, S, L, K,
+def _transitions_kernel(p_left1, p_left2, p_right, p_beta, p_out1, p_out2, p_sum, S, L1, L2, K,
                         BS: tl.constexpr, BR: tl.constexpr, BK: tl.constexpr, WITH_SUM: tl.constexpr,
                         PREC: tl.constexpr):
-    """out[f, r, k] = sum_s beta[f, s] left[f, s, r] right[f, s, k] for the program's rows r;
-    sum[f, r] = sum_s beta[f, s] left[f, s, r] (c_t of the normaliser)."""
-    i_f, i_r = tl.program_id(0), tl.program_id(1)
+    """For the program's rows r of the stacked left operand [left1 | left2] (L1 + L2 columns):
+    out[f, r, k] = sum_s beta[f, s] left[f, s, r] right[f, s, k], rows of left1 into out1 and of
+    left2 into out2; sum[f, r] = sum_s beta[f, s] left1[f, s, r] (c_t of the normaliser)."""
+    i_r, i_f = tl.program_id(0), tl.program_id(1)  # row blocks of a frame run side by side: its tokens stay in L2
     o_r = i_r * BR + tl.arange(0, BR)
     o_k = tl.arange(0, BK)
-    m_r, m_k = o_r < L, o_k < K
+    m_1, m_2, m_k = o_r < L1, (o_r >= L1) & (o_r < L1 + L2), o_k < K
     acc = tl.zeros([BR, BK], dtype=tl.float32)
     b_sum = tl.zeros([BR], dtype=tl.float32)
     for s0 in range(0, S, BS):
@@ -50,15 +52,17 @@ def _transitions_kernel(p_left, p_right, p_beta, p_out, p_sum, S, L, K,
         m_s = o_s < S
         tok = i_f * S + o_s
         b_b = tl.load(p_beta + tok, mask=m_s, other=0.0).to(tl.float32)
-        b_l = tl.load(p_left + tok[:, None] * L + o_r[None, :], mask=m_s[:, None] & m_r[None, :], other=0.0).to(tl.float32)
+        b_l = tl.load(p_left1 + tok[:, None] * L1 + o_r[None, :], mask=m_s[:, None] & m_1[None, :], other=0.0).to(tl.float32)
+        b_l += tl.load(p_left2 + tok[:, None] * L2 + (o_r - L1)[None, :], mask=m_s[:, None] & m_2[None, :], other=0.0).to(tl.float32)
         b_l = b_l * b_b[:, None]
         b_x = tl.load(p_right + tok[:, None] * K + o_k[None, :], mask=m_s[:, None] & m_k[None, :], other=0.0).to(tl.float32)
         acc += tl.dot(tl.trans(b_l), b_x, input_precision=PREC)
         if WITH_SUM:
             b_sum += tl.sum(b_l, axis=0)
-    tl.store(p_out + (i_f * L + o_r[:, None]) * K + o_k[None, :], acc, mask=m_r[:, None] & m_k[None, :])
+    tl.store(p_out1 + (i_f * L1 + o_r[:, None]) * K + o_k[None, :], acc, mask=m_1[:, None] & m_k[None, :])
+    tl.store(p_out2 + (i_f * L2 + (o_r - L1)[:, None]) * K + o_k[None, :], acc, mask=m_2[:, None] & m_k[None, :])
     if WITH_SUM:
-        tl.store(p_sum + i_f * L + o_r, b_sum, mask=m_r)
+        tl.store(p_sum + i_f * L1 + o_r, b_sum, mask=m_1)
 
 
 @triton.jit
@@ -119,16 +123,21 @@ def _read_kernel(p_qr, p_q, p_r, p_z, p_out, S, K, V, eps,
     tl.store(p_out + tok[:, None] * V + o_v[None, :], b_o, mask=m_s[:, None] & m_v[None, :])
 
 
-def _products(left: Tensor, right: Tensor, beta: Tensor, with_sum: bool, prec: str) -> tuple[Tensor, Tensor | None]:
-    """Per frame (left * beta)^T right over the S tokens: [F, L, K] fp32 (and the column sums [F, L])."""
-    f, s, width = left.shape[0], left.shape[1], left.shape[-1]
-    k = right.shape[-1]
-    out = torch.empty(f, width, k, device=left.device, dtype=torch.float32)
-    sums = torch.empty(f, width, device=left.device, dtype=torch.float32) if with_sum else out
-    br = min(_pow2(width), 64)
-    _transitions_kernel[(f, triton.cdiv(width, br))](left, right, beta, out, sums, s, width, k,
-                                                      BS=min(_pow2(s), 32), BR=br, BK=_pow2(k), WITH_SUM=with_sum, PREC=prec)
-    return out, (sums if with_sum else None)
+def _products(left1: Tensor, left2: Tensor | None, right: Tensor, beta: Tensor, with_sum: bool,
+              prec: str) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """Per frame (left * beta)^T right over the S tokens, for left = left1 and left2 in one launch (both
+    against the same right operand, read once): [F, L1, K] and [F, L2, K] fp32, and the column sums of
+    left1 [F, L1] when ``with_sum``."""
+    f, s, l1 = left1.shape
+    l2, k = (0 if left2 is None else left2.shape[-1]), right.shape[-1]
+    out1 = torch.empty(f, l1, k, device=left1.device, dtype=torch.float32)
+    out2 = out1 if left2 is None else torch.empty(f, l2, k, device=left1.device, dtype=torch.float32)
+    sums = torch.empty(f, l1, device=left1.device, dtype=torch.float32) if with_sum else out1
+    br = min(_pow2(l1 + l2), 64)
+    _transitions_kernel[(triton.cdiv(l1 + l2, br), f)](left1, left1 if left2 is None else left2, right, beta, out1, out2, sums,
+                                                       s, l1, l2, k, BS=min(_pow2(s), 32), BR=br, BK=_pow2(k), WITH_SUM=with_sum,
+                                                       PREC=prec)
+    return out1, (None if left2 is None else out2), (sums if with_sum else None)
 
 
 def _scan(m: Tensor, c: Tensor, gamma: Tensor, resets: Tensor, init: Tensor | None, bh: int, prec: str) -> tuple[Tensor, Tensor]:
@@ -166,13 +175,12 @@ def bidirectional_transitions_triton(
     frames = lambda x: x.reshape(bh * t, s, -1)  # noqa: E731
     resets = torch.zeros(t, dtype=torch.int32, device=q.device) if resets is None else resets
     beta = beta.reshape(bh * t, s)
-    a, _ = _products(frames(k_rot), frames(k_rot), beta, False, prec)  # (BHT, K, K)
-    bv, _ = _products(frames(v), frames(k_rot), beta, False, prec)  # (BHT, V, K)
+    a, bv, _ = _products(frames(k_rot), frames(v), frames(k_rot), beta, False, prec)  # (BHT, K, K), (BHT, V, K)
     init_kv = None if initial_kv is None else initial_kv.float().reshape(bh, dv, dk).contiguous()
     kv_read, kv = _scan(a, bv, gamma, resets, init_kv, bh, prec)
     z_read = z = None
     if with_denominator:
-        az, c = _products(frames(k), frames(k), beta, True, prec)
+        az, _, c = _products(frames(k), None, frames(k), beta, True, prec)
         init_z = None if initial_z is None else initial_z.float().reshape(bh, 1, dk).contiguous()
         z_read, z = _scan(az, c.reshape(bh * t, 1, dk), gamma, resets, init_z, bh, prec)
     out = torch.empty(b, h, t, s, dv, device=q.device, dtype=torch.float32)
