@@ -14,7 +14,8 @@ FLOPs over the measured matrix rate and bytes over the measured copy bandwidth (
 device library): FLOPs = 2 scans x 6 S D (D + 1) per frame and head (recall, write, read of the
 state and of the normaliser), x 3 with the backward; bytes = every input read and the output
 written once (inputs read twice, the output gradient read and the input gradients written with
-the backward). Prints a table (median ms, speedup over the reference, measured / floor) and writes JSON.
+the backward). Prints a table row by row (median ms, speedup over the reference, measured / floor) and
+writes JSON after each size and pass.
 """
 
 from __future__ import annotations
@@ -125,6 +126,12 @@ def main() -> None:
     input_sets = 3 if device == "cuda" else 1
 
     ceilings = measure_ceilings(device, dtype)
+    gpu = torch.cuda.get_device_name() if device == "cuda" else None
+    print(f"frame-wise GDN bidirectional scan, {dtype}, {gpu or device}: copy {ceilings['bandwidth_bytes_per_s'] / 1e9:.0f} GB/s, "
+          f"matmul {ceilings['matmul_flops_per_s'] / 1e12:.2f} TFLOP/s (measured)")
+    print(f"{'B,H,T,S,D':>18} {'pass':>8} {'variant':>18} {'ms':>10} {'vs reference':>13} {'floor ms':>9} {'/ floor':>8}", flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     for size in sizes:
         for backward in (False, True):
@@ -146,28 +153,23 @@ def main() -> None:
             reference_ms = statistics.median(times["reference"]) if "reference" in times else None
             for name, ts in times.items():
                 ms = statistics.median(ts)
-                rows.append({"size": list(size), "pass": "fwd+bwd" if backward else "fwd", "variant": name, "ms": ms,
-                             "speedup_vs_reference": None if reference_ms is None else reference_ms / ms,
-                             "flops": flops, "bytes": n_bytes, "floor_ms": floor_ms, "over_floor": ms / floor_ms})
+                r = {"size": list(size), "pass": "fwd+bwd" if backward else "fwd", "variant": name, "ms": ms,
+                     "speedup_vs_reference": None if reference_ms is None else reference_ms / ms,
+                     "flops": flops, "bytes": n_bytes, "floor_ms": floor_ms, "over_floor": ms / floor_ms}
+                rows.append(r)
+                speedup = "" if r["speedup_vs_reference"] is None else f"{r['speedup_vs_reference']:.2f}x"
+                print(f"{','.join(map(str, r['size'])):>18} {r['pass']:>8} {r['variant']:>18} {r['ms']:>10.2f} {speedup:>13} "
+                      f"{r['floor_ms']:>9.3f} {r['over_floor']:>7.1f}x", flush=True)
+            # Written after every row group: a run stopped by a time limit keeps what it measured.
+            out.write_text(json.dumps({
+                "benchmark": "gdn", "dtype": str(dtype), "device": device, "gpu": gpu,
+                "machine": {"processor": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
+                            "torch": torch.__version__},
+                "ceilings": ceilings, "results": rows,
+            }, indent=2))
             del sets, variants
             if device == "cuda":
                 torch.cuda.empty_cache()
-
-    gpu = torch.cuda.get_device_name() if device == "cuda" else None
-    print(f"frame-wise GDN bidirectional scan, {dtype}, {gpu or device}: copy {ceilings['bandwidth_bytes_per_s'] / 1e9:.0f} GB/s, "
-          f"matmul {ceilings['matmul_flops_per_s'] / 1e12:.2f} TFLOP/s (measured)")
-    print(f"{'B,H,T,S,D':>18} {'pass':>8} {'variant':>18} {'ms':>10} {'vs reference':>13} {'floor ms':>9} {'/ floor':>8}")
-    for r in rows:
-        speedup = "" if r["speedup_vs_reference"] is None else f"{r['speedup_vs_reference']:.2f}x"
-        print(f"{','.join(map(str, r['size'])):>18} {r['pass']:>8} {r['variant']:>18} {r['ms']:>10.2f} {speedup:>13} "
-              f"{r['floor_ms']:>9.3f} {r['over_floor']:>7.1f}x")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "benchmark": "gdn", "dtype": str(dtype), "device": device, "gpu": gpu,
-        "machine": {"processor": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
-        "ceilings": ceilings, "results": rows,
-    }, indent=2))
     print(f"wrote {out}")
 
 

@@ -31,15 +31,8 @@ part() {  # part NAME SECONDS COMMAND...: run with a time limit, keep the log, p
 # FP8 and INT8 layers' products against modelopt's fake quantization.
 part gpu_tests 80 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_kernels_gdn.py tests/test_quantize.py
 # The scan at sizes up to the paper's: the fused and the three-phase Triton kernels against the PyTorch
-# reference, fla's kernel and the floor.
-part gdn 140 python3 benchmarks/gdn.py --out "$LOG/gdn.json"
-# The small DiT's forward and streaming pass, eager against diffusers.
-part forward 40 python3 benchmarks/forward.py --no-compile --frames 4 13 --batches 1 16 --repeats 10 --out "$LOG/forward.json"
-# The small world streamed eager, then compiled (inductor with CUDA graphs, model.compiled) through the rollout
-# as the env runs it: the state each chunk hands to the next is an output of the graph's previous replay, a
-# flow only a GPU exercises. Compiling took over 2 minutes for four DiT shapes on an H100 machine's 16 cores.
-part realtime_small_compiled 110 python3 benchmarks/realtime.py --worlds small --dtypes bfloat16 --compile --chunks 10 \
-  --out "$LOG/realtime_small_compiled.json"
+# reference, fla's kernel (autotuned at its first call) and the floor; rows print and save as they finish.
+part gdn 180 python3 benchmarks/gdn.py --out "$LOG/gdn.json"
 # The paper's 2.6B DiT + LTX-2 VAE at 704x1280 in bf16: seconds for 60 s of video (eager: compiling it did not
 # finish in 140 s on an H100 machine), then one chunk split into DiT and VAE decoder, and its slowest kernels.
 part realtime_paper 80 python3 benchmarks/realtime.py --worlds paper --dtypes bfloat16 --chunks 5 --profile 20 --out "$LOG/realtime_paper.json"
@@ -47,4 +40,9 @@ part realtime_paper 80 python3 benchmarks/realtime.py --worlds paper --dtypes bf
 # beside bf16: does a quantized world stream faster (issue 17)? Each row quantizes and calibrates on one chunk first.
 part realtime_paper_quantized 100 python3 benchmarks/realtime.py --worlds paper --dtypes bfloat16 --quantize fp8 int8 --chunks 4 \
   --out "$LOG/realtime_paper_quantized.json"
+# The small world streamed eager, then compiled (inductor with CUDA graphs, model.compiled) through the rollout
+# as the env runs it: the state each chunk hands to the next is an output of the graph's previous replay, a
+# flow only a GPU exercises. Compiling took over 2 minutes for four DiT shapes on an H100 machine's 16 cores.
+part realtime_small_compiled 110 python3 benchmarks/realtime.py --worlds small --dtypes bfloat16 --compile --chunks 10 \
+  --out "$LOG/realtime_small_compiled.json"
 echo "logs and JSON in $OUT/gpu-check.tar.gz"
