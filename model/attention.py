@@ -255,8 +255,9 @@ class HybridAttention(nn.Module):
         A half-precision model attends in half precision, as the release does (it casts to bf16 in
         every precision), so that a GPU runs its flash kernel: in fp32 SDPA falls back to kernels
         without tensor cores, many times slower, which at the paper's size would make attention (a
-        tenth of a streamed pass's FLOPs) outlast all the linear layers. An fp32 model attends in fp32 (exact against the reference with its bf16
-        rounding switched off, ``tests/test_dit_parity.py``)."""
+        tenth of a streamed pass's FLOPs) outlast all the linear layers. An fp32 model attends in
+        fp32 (exact against the reference with its bf16 rounding switched off,
+        ``tests/test_dit_parity.py``)."""
         n = q.shape[2]
         mask = None
         if ctx.streaming:
