@@ -9,8 +9,11 @@
 #
 # train's environment: WORLD (small), SIZE ("64 64"), CLIPS (4096), WORKERS (14, rendering processes),
 # BATCH (32), TEACHER_MIN (3.5), STUDENT_MIN (2), STUDENT (the world self-forcing starts from: the
-# shipped one). The device tool brings back 8 files of at most 16 MiB: the two DiTs come back in fp16,
-# split into parts, beside one archive of the logs and metrics.
+# shipped one), DEADLINE (540: seconds from the start by which both stages must be done; the device
+# tool kills a call at 600 s and nothing comes back then). Whatever rendering and encoding leave before
+# the deadline is shared 7 : 4 by the two stages, each at most its TEACHER_MIN / STUDENT_MIN. The device
+# tool brings back 8 files of at most 16 MiB: the two DiTs come back in fp16, split into parts, beside
+# one archive of the logs and metrics.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:?usage: scripts/gpu_world.sh pack TEACHER_WORLD | train | unpack FILES_DIR OUT}
@@ -41,6 +44,7 @@ OUT=${OUT:-outputs/gpu-world}
 WORK=${WORK:-/tmp/gpu-world}
 WORLD=${WORLD:-small} SIZE=${SIZE:-64 64} CLIPS=${CLIPS:-4096} WORKERS=${WORKERS:-14} BATCH=${BATCH:-32}
 TEACHER_MIN=${TEACHER_MIN:-3.5} STUDENT_MIN=${STUDENT_MIN:-2} STUDENT=${STUDENT:-sanawm_env/assets/world-small}
+DEADLINE=${DEADLINE:-540}
 # shellcheck source=scripts/gpu_env.sh
 source scripts/gpu_env.sh
 gpu_wheels .whl-train
@@ -59,6 +63,12 @@ step() {  # step NAME COMMAND...: run it, log it, print how long it took and the
 # shellcheck disable=SC2086
 step clips python3 -m sanawm data generate --out "$WORK/clips" --clips "$CLIPS" --frames 49 --size $SIZE --seed 1000 --workers "$WORKERS" &&
 step latents python3 -m sanawm train world="$WORLD" stage=latents data="$WORK/clips" vae="$STUDENT" out="$WORK/latents" progress=false
+# Each stage also spends about 20 s loading and exporting outside its max_minutes: 45 s kept for both.
+# At least 0.05 min each (max_minutes=0 would mean no limit at all).
+read -r TEACHER_MIN STUDENT_MIN <<< "$(python3 -c "
+left = max($DEADLINE - $SECONDS - 45, 0) / 60
+print(round(max(0.05, min($TEACHER_MIN, left * 7 / 11)), 2), round(max(0.05, min($STUDENT_MIN, left * 4 / 11)), 2))")"
+echo "== budgets: teacher $TEACHER_MIN min, student $STUDENT_MIN min ($SECONDS s gone of $DEADLINE)"
 T=(python3 -m sanawm train world="$WORLD" data="$WORK/latents" batch_size="$BATCH" latent_frames=7 num_workers=4 progress=false
    steps=1000000 ckpt_every=1000000 log_every=25)
 step teacher "${T[@]}" stage=chunk_causal out="$WORK/teacher" init=.carry/teacher max_minutes="$TEACHER_MIN" \
