@@ -10,7 +10,7 @@
 # train's environment: WORLD (small), SIZE ("64 64"), CLIPS (4096), WORKERS (14, rendering processes),
 # BATCH (32), TEACHER_MIN (3.5), STUDENT_MIN (2), STUDENT (the world self-forcing starts from: the
 # shipped one), DEADLINE (540: seconds from the start by which both stages must be done; the device
-# tool kills a call at 600 s and nothing comes back then). Whatever rendering and encoding leave before
+# tool kills a call at 600 s, and the trained DiTs reach $OUT last). Whatever rendering and encoding leave before
 # the deadline is shared 7 : 4 by the two stages, each at most its TEACHER_MIN / STUDENT_MIN. The device
 # tool brings back 8 files of at most 16 MiB: the two DiTs come back in fp16, split into parts, beside
 # one archive of the logs and metrics.
