@@ -22,7 +22,6 @@ GPU, the process's peak resident memory on the CPU). Prints a table and writes J
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import resource
@@ -106,11 +105,12 @@ def forward_poses(pose: np.ndarray, frames: int) -> np.ndarray:
     return np.stack([pose @ np.linalg.matrix_power(step, k + 1) for k in range(frames)])
 
 
-def quantize_world(world, fmt: str, intrinsics: torch.Tensor, image: np.ndarray, device: str, dtype: torch.dtype) -> None:
+def quantize_for_timing(world, fmt: str, intrinsics: torch.Tensor, image: np.ndarray, device: str, dtype: torch.dtype) -> None:
     """The world's DiT quantized to ``fmt`` as ``sanawm quantize`` does (``model.quantization``), calibrated
-    on one chunk of its own rollout; the timed rollout then runs it as the env would (FP8 and INT8 layers
-    multiplying in their format where the device can)."""
-    from model.quantization import quantize_dit
+    on one chunk of its own rollout (not on procedural scenes: the paper world's would render at 720p on the
+    CPU); the timed rollout then runs it as the env would (FP8 and INT8 layers multiplying in their format
+    where the device can)."""
+    from model.quantization import quantize_world_model
     from model.rollout import WorldRollout
 
     def one_chunk(_) -> None:
@@ -119,8 +119,7 @@ def quantize_world(world, fmt: str, intrinsics: torch.Tensor, image: np.ndarray,
         rollout.step([0], forward_poses(np.eye(4), rollout.frames_per_chunk)[None])
 
     with torch.no_grad():
-        quantize_dit(world.dit, fmt, one_chunk)
-    world.info = dataclasses.replace(world.info, quantization=fmt)
+        quantize_world_model(world, fmt, one_chunk)
 
 
 def run(name: str, dtype_name: str, device: str, chunks: int | None, compile: bool, num_worlds: int, profile: int = 0,
@@ -137,7 +136,7 @@ def run(name: str, dtype_name: str, device: str, chunks: int | None, compile: bo
     intrinsics = intrinsics_from_fov(80.0, height, width).float()
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     if quantize:
-        quantize_world(world, quantize, intrinsics, image, device, dtype)
+        quantize_for_timing(world, quantize, intrinsics, image, device, dtype)
     rollout = WorldRollout(world, num_worlds, intrinsics, steps=4, device=device, dtype=dtype, compile=compile)
     per_chunk = rollout.frames_per_chunk
     total_chunks = math.ceil((VIDEO_FRAMES - 1) / per_chunk)

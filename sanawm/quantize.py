@@ -10,13 +10,12 @@ each format quantizes, and how a quantized world is stored: ``model.quantization
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import gymnasium as gym
 
 import sanawm_env  # noqa: F401  (registers the environments)
-from model.quantization import check_format, quantize_dit
+from model.quantization import check_format, quantize_world_model
 from model.world import DEFAULT_WORLD, WorldModel, load_world, save_world
 
 # Env steps (chunks of 12 raw frames, 0.75 s) per calibration episode: long enough for the state to
@@ -57,8 +56,7 @@ def quantize_world(world: str | Path, fmt: str, calib_steps: int, out: str | Pat
     model = load_world(world)
     if model.info.quantization is not None:
         raise ValueError(f"{world}: is already quantized ({model.info.quantization}); quantize its full-precision world")
-    quantize_dit(model.dit, fmt, lambda _: calibration_rollouts(model, calib_steps, seed, device))
-    model.info = dataclasses.replace(model.info, quantization=fmt)
+    quantize_world_model(model, fmt, lambda _: calibration_rollouts(model, calib_steps, seed, device))
     return save_world(out, model.cpu())
 
 

@@ -1,7 +1,6 @@
 """Quantized worlds (model.quantization, ``sanawm quantize``): the NVFP4 reference on hand-made tensors,
 quantized tiny worlds saved, loaded by SanaWM-v0 and stepped, which layers are quantized, and the errors."""
 
-import dataclasses
 import json
 import shutil
 import sys
@@ -11,7 +10,8 @@ import pytest
 import torch
 
 import sanawm_env  # noqa: F401  (registers the environments)
-from model.quantization import FORMATS, QUANTIZERS_FILE, is_quantized_layer, nvfp4_fake_quant, quantize_dit, quantized_layers
+from model.quantization import (FORMATS, QUANTIZERS_FILE, is_quantized_layer, nvfp4_fake_quant, quantize_dit, quantize_world_model,
+                                quantized_layers)
 from model.quantization.nvfp4 import e2m1_round, e4m3_round
 from model.world import fresh_world, load_world, save_world
 from sanawm.cli import main as cli_main
@@ -174,8 +174,7 @@ def test_quantized_outputs_differ_from_full_precision_by_a_bounded_nonzero_amoun
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_saving_and_loading_keeps_the_quantized_dit_exactly(fmt, source_world, tmp_path):
     world = load_world(source_world)
-    quantize_dit(world.dit, fmt, lambda _: calibration_rollouts(world, 1))
-    world.info = dataclasses.replace(world.info, quantization=fmt)
+    quantize_world_model(world, fmt, lambda _: calibration_rollouts(world, 1))
     loaded = load_world(save_world(tmp_path / "w", world)).dit
     with torch.no_grad():
         inputs = _dit_inputs(world.dit)

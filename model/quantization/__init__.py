@@ -10,7 +10,7 @@ which holds the quantizers' state beside the DiT (``QUANTIZERS_FILE``).
 from .formats import FORMATS, check_format, is_quantized_layer
 from .low_precision import LowPrecisionLinear, low_precision_linears
 from .nvfp4 import nvfp4_fake_quant
-from .quantize import dit_format, quantize_dit, quantized_layers, restore_quantizers, save_quantizers
+from .quantize import dit_format, quantize_dit, quantize_world_model, quantized_layers, restore_quantizers, save_quantizers
 
 # The modelopt state of a quantized world's DiT, in the world folder.
 QUANTIZERS_FILE = "dit-quantizers.pt"
@@ -25,6 +25,7 @@ __all__ = [
     "low_precision_linears",
     "nvfp4_fake_quant",
     "quantize_dit",
+    "quantize_world_model",
     "quantized_layers",
     "restore_quantizers",
     "save_quantizers",

@@ -1,6 +1,7 @@
 """Post-training quantization of a world's DiT with nvidia-modelopt, and its quantizers on disk.
 
     quantize_dit(dit, "fp8", forward_loop)       # insert quantizers, calibrate them on forward_loop(dit)
+    quantize_world_model(world, "fp8", loop)     # the same on a world's DiT, its info saying so
     save_quantizers(path, dit, "fp8")            # modelopt's state: which quantizers, of which format
     restore_quantizers(fresh_dit, path, "fp8")   # the same quantizers on a fresh DiT, before its weights load
 
@@ -14,6 +15,7 @@ rebuild the quantizers they belong to.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import warnings
 from collections.abc import Callable
@@ -48,6 +50,15 @@ def quantize_dit(dit: nn.Module, fmt: str, forward_loop: Callable[[nn.Module], N
     mtq.quantize(dit, quant_config(check_format(fmt)), forward_loop)
     use_reference_off_cuda(dit)
     return dit
+
+
+def quantize_world_model(world, fmt: str, forward_loop: Callable[[nn.Module], None]):
+    """Quantize the DiT of ``world`` (a ``model.world.WorldModel``, in place) to ``fmt`` as
+    ``quantize_dit`` does, and record the format in its ``info``, which saving and rolling out the
+    world go by. Returns ``world``."""
+    quantize_dit(world.dit, fmt, forward_loop)
+    world.info = dataclasses.replace(world.info, quantization=fmt)
+    return world
 
 
 def _format_of(quantizer: nn.Module) -> str:
