@@ -138,6 +138,12 @@ def test_realtime_benchmark_writes_table_and_json(tmp_path):
     assert 5 < len(profile["top_ops"]) <= 100 and any(op["op"] in ("aten::addmm", "aten::mm", "aten::bmm") for op in profile["top_ops"])
 
 
+def test_realtime_rejects_a_negative_profile():
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "realtime.py"), "--profile", "-1"], cwd=ROOT, check=False,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "--profile must be >= 0" in run.stderr
+
+
 def test_sb3_vec_benchmark_writes_table_and_json(tmp_path):
     from model.world import fresh_world, save_world
 

@@ -313,6 +313,13 @@ def test_fp8_product_in_the_format_equals_the_dequantized_one(dtype, monkeypatch
     assert ((got.float() - want).norm() / want.norm()).item() < (1e-5 if dtype == torch.float32 else 1e-2)
 
 
+def test_low_precision_layer_names_the_formats_it_takes():
+    from model.quantization.low_precision import LowPrecisionLinear
+
+    with pytest.raises(ValueError, match="fmt must be 'fp8' or 'int8', got 'nvfp4'"):
+        LowPrecisionLinear(torch.zeros(4, 4), torch.ones(1), torch.ones(1), None, "nvfp4")
+
+
 def test_low_precision_layers_keep_their_bits_through_a_dtype_change():
     from model.quantization.low_precision import low_precision_linears
 
