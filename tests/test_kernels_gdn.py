@@ -123,11 +123,12 @@ def test_model_gdn_modes_run_on_the_kernels():
 @pytest.mark.parametrize("resets", [None, [0, 0, 1, 0, 1], [1, 0, 0, 1, 0]])
 @pytest.mark.parametrize("with_den", [True, False])
 @pytest.mark.parametrize("bidirectional", [bidirectional_reference, bidirectional_transitions])
-def test_cpu_bidirectional_paths_equal_the_two_reference_scans(resets, with_den, bidirectional):
+@pytest.mark.parametrize("carried", [True, False])
+def test_cpu_bidirectional_paths_equal_the_two_reference_scans(resets, with_den, bidirectional, carried):
     args = [x.requires_grad_() for x in _inputs()]
     b, h, t, s, dk = args[0].shape
-    kv0 = torch.randn(b, h, args[2].shape[-1], dk, requires_grad=True)
-    z0 = torch.rand(b, h, dk, requires_grad=True) if with_den else None
+    kv0 = torch.randn(b, h, args[2].shape[-1], dk, requires_grad=True) if carried else None
+    z0 = torch.rand(b, h, dk, requires_grad=True) if with_den and carried else None
     resets = None if resets is None else torch.tensor(resets)
     num, den, kv, z = scan_reference(*args, kv0, z0, with_denominator=with_den)
     num_r, den_r, _, _ = scan_reference(*args, reverse=True, exclusive=True, resets=resets, with_denominator=with_den)
@@ -135,7 +136,7 @@ def test_cpu_bidirectional_paths_equal_the_two_reference_scans(resets, with_den,
     got, got_kv, got_z = bidirectional(*args, kv0, z0, resets, with_den)
     assert _rel(got, want) < 1e-5 and _rel(got_kv, kv) < 1e-5
     assert (got_z is None) == (z is None) and (z is None or _rel(got_z, z) < 1e-5)
-    inputs = [*args, kv0] + ([z0] if with_den else [])
+    inputs = [*args] + [x for x in (kv0, z0) if x is not None]
     w = torch.randn_like(want)
     grads_want = torch.autograd.grad((want * w).sum() + kv.sum(), inputs, allow_unused=True)
     grads_got = torch.autograd.grad((got * w).sum() + got_kv.sum(), inputs, allow_unused=True)

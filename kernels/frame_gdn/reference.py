@@ -44,7 +44,7 @@ def scan_reference(
     if with_denominator:
         z = torch.zeros(b, h, dk, device=q.device) if initial_z is None else initial_z.float()
     nums, dens = [None] * t, [None] * t
-    restart = _restarts(resets, t)
+    restart = restart_flags(resets, t)
     # Frames as separate views up front: indexing a frame inside the loop would make its backward
     # write a whole-sequence zero tensor per frame and per use (quadratic in T).
     q, k, v, q_rot, k_rot, beta, gamma = (x.unbind(2) for x in (q, k, v, q_rot, k_rot, beta, gamma))
@@ -68,7 +68,7 @@ def scan_reference(
     return num, den, kv, z
 
 
-def _restarts(resets: Tensor | Sequence[bool] | None, t: int) -> list[bool]:
+def restart_flags(resets: Tensor | Sequence[bool] | None, t: int) -> list[bool]:
     """Per frame, whether the state restarts there, as Python bools read once (a flag read from a tensor
     in the loop would sync per frame, and break a compiled graph)."""
     if resets is None:
@@ -117,7 +117,7 @@ def bidirectional_loop(
         if initial_z is not None:
             z[:b] = initial_z.float()
     kv_read, z_read = [None] * t, [None] * t
-    restart = _restarts(resets, t)
+    restart = restart_flags(resets, t)
     for i in range(t):
         j = t - 1 - i  # the reverse scan's frame
         if restart[j]:

@@ -9,9 +9,8 @@ the frame's S tokens gathered into D x D matrices:
 So the products over tokens run for all frames at once (one batched product each for A, B, Az and
 c before the scan, one for the reads after it) and only D x D products stay in the loop over frames,
 where the reference runs four products over the S tokens per frame. Same results as
-``bidirectional_reference`` up to fp32 rounding (``tests/test_kernels_gdn.py``). On the CPU at the small
-world's sizes it is 1.03x to 1.28x faster on streamed chunks and 0.88x to 0.97x on a training batch
-(``benchmarks/gdn.py``, RESULTS.md): more arithmetic when S <= D, in fewer and larger calls.
+``bidirectional_reference`` up to fp32 rounding (``tests/test_kernels_gdn.py``); faster on the CPU at
+the small world's sizes, on streamed chunks and on training batches (``benchmarks/gdn.py``, RESULTS.md).
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .reference import bidirectional_loop, scan_steps
+from .reference import restart_flags
 
 Tensor = torch.Tensor
 
@@ -52,16 +51,42 @@ def bidirectional_transitions(
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """``bidirectional_scan`` (arguments and results as there) in transition form.
 
-    The same loop as ``bidirectional_reference`` (``bidirectional_loop``) with the write above.
+    The two scans run one after the other on per-frame views of the transitions, where
+    ``bidirectional_reference`` stacks them into one batch (``scan_steps``, which copies every
+    transition twice). A state known to be zero (the reverse scan's start and restarts, a forward
+    scan without initial state) is written without products, and the reverse scan skips the writes
+    nobody reads (the frame before a restart, and frame 0).
     """
     q, k, v, q_rot, k_rot, beta, gamma = (x.float() for x in (q, k, v, q_rot, k_rot, beta, gamma))
-    a, bv, az, c = (None if x is None else scan_steps(x) for x in _transitions(k, k_rot, v, beta, with_denominator))
-    g = scan_steps(gamma[..., None, None])
+    b, h, t, _, dk = q.shape
+    a, bv, az, c = (None if x is None else x.unbind(2) for x in _transitions(k, k_rot, v, beta, with_denominator))
+    g = gamma[..., None, None].unbind(2)  # (B, H, 1, 1) per frame
 
-    def write(i: int, kv: Tensor, z: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        kv = g[i] * (kv - kv @ a[i]) + bv[i]
-        if z is not None:
-            z = g[i][..., 0] * (z - (z[:, :, None] @ az[i])[:, :, 0]) + c[i]
+    def write(i: int, kv: Tensor | None, z: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """Frame i written into the state (kv, z); None stands for a zero state."""
+        kv = bv[i] if kv is None else g[i] * (kv - kv @ a[i]) + bv[i]
+        if with_denominator:
+            z = c[i] if z is None else g[i][..., 0] * (z - (z[:, :, None] @ az[i])[:, :, 0]) + c[i]
         return kv, z
 
-    return bidirectional_loop(write, q, q_rot, v, initial_kv, initial_z, resets, with_denominator, eps)
+    kv = None if initial_kv is None else initial_kv.float()
+    z = None if initial_z is None or not with_denominator else initial_z.float()
+    kv_read, z_read = [], []
+    for i in range(t):  # forward, inclusive: frame i reads the state after its write
+        kv, z = write(i, kv, z)
+        kv_read.append(kv)
+        z_read.append(z)
+    final = kv, z
+    restart = restart_flags(resets, t)
+    kv = z = None
+    for j in range(t - 1, -1, -1):  # reverse, exclusive: frame j reads the frames after it
+        if kv is not None:
+            kv_read[j] = kv_read[j] + kv
+            if with_denominator:
+                z_read[j] = z_read[j] + z
+        kv, z = (None, None) if j == 0 or restart[j - 1] else write(j, kv, z)
+    num = q_rot @ torch.stack(kv_read, dim=2).transpose(-1, -2)  # (B, H, T, S, Dv)
+    if not with_denominator:
+        return num, final[0], None
+    den = (q @ torch.stack(z_read, dim=2)[..., None]).squeeze(-1)  # (B, H, T, S)
+    return num / (den + eps)[..., None], final[0], final[1]
