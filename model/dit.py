@@ -84,7 +84,7 @@ class CaptionEmbedder(nn.Module):
 
 
 class CrossAttention(nn.Module):
-    """Tokens attend to the prompt; ``mask`` (B, L) marks real prompt tokens."""
+    """Tokens attend to the prompt; ``mask`` (B, L) marks real prompt tokens (None: all of them)."""
 
     def __init__(self, hidden: int, heads: int, qk_norm: bool) -> None:
         super().__init__()
@@ -95,12 +95,18 @@ class CrossAttention(nn.Module):
         self.q_norm = RMSNorm(hidden, eps=1e-6) if qk_norm else nn.Identity()
         self.k_norm = RMSNorm(hidden, eps=1e-6) if qk_norm else nn.Identity()
 
-    def forward(self, x: Tensor, y: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, y: Tensor, mask: Tensor | None) -> Tensor:
         b, n, c = x.shape
         k, v = self.kv_linear(y).chunk(2, dim=-1)
+        if mask is None and y.shape[1] == 1 and not torch.is_grad_enabled():
+            # One key: its softmax weight is exactly 1, so every token receives its value (a world
+            # without a text encoder attends to its one-token null prompt in every pass). Under autograd
+            # the product runs, so the query's layers still get their (zero) gradients.
+            return self.proj(v).expand(b, n, c)
         split = lambda z: z.reshape(b, -1, self.heads, c // self.heads).transpose(1, 2)  # noqa: E731
         q, k, v = split(self.q_norm(self.q_linear(x))), split(self.k_norm(k)), split(v)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.bool()[:, None, None, :])
+        attn_mask = None if mask is None else mask.bool()[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 
@@ -195,7 +201,7 @@ class Block(nn.Module):
         self.compiled_attn: Callable | None = None
         self.compiled_mlp: Callable | None = None
 
-    def forward(self, x: Tensor, y: Tensor, y_mask: Tensor, mod: Tensor, ctx: AttentionContext, plucker: Tensor | None,
+    def forward(self, x: Tensor, y: Tensor, y_mask: Tensor | None, mod: Tensor, ctx: AttentionContext, plucker: Tensor | None,
                 cache: BlockCache | None = None) -> tuple[Tensor, BlockCache | None]:
         """x (B, N, C); mod (B, T, 6, C) per-frame modulation; plucker (B, N, C) or None. When
         streaming, ``cache`` holds the past and the returned cache includes this chunk."""
@@ -409,7 +415,7 @@ class SanaWMDiT(nn.Module):
 
     def _embed(self, latents, timesteps, prompt_embeds, prompt_mask, plucker):
         """Tokens (B, N, C), token grid, Plucker tokens, per-frame time embedding (B, T, C) and
-        modulation (B, T, 6, C), embedded prompt and its mask."""
+        modulation (B, T, 6, C), embedded prompt and its mask (None: every prompt token counts)."""
         cfg = self.config
         b, _, t, hh, ww = latents.shape
         grid = (t, hh // cfg.patch_size[1], ww // cfg.patch_size[2])
@@ -419,8 +425,6 @@ class SanaWMDiT(nn.Module):
         mod = self.t_block(t_emb).reshape(b, t, 6, -1)
         if prompt_embeds is None:
             prompt_embeds = self.null_prompt.expand(b, -1, -1)
-        if prompt_mask is None:
-            prompt_mask = torch.ones(prompt_embeds.shape[:2], dtype=torch.long, device=latents.device)
         y = self.y_embedder(prompt_embeds.to(x.dtype))
         if cfg.y_norm:
             y = self.attention_y_norm(y)

@@ -189,3 +189,25 @@ def test_softmax_attention_runs_in_the_models_precision(mode, monkeypatch):
         assert len(seen) == 2 * softmax_blocks and all(d == (dtype,) * 3 for d in seen), seen
     err = (outs[torch.bfloat16] - outs[torch.float32]).norm() / outs[torch.float32].norm()
     assert err < 0.05, err
+
+
+def test_cross_attention_to_one_prompt_token_skips_the_product_and_gives_the_same_velocity():
+    """Without gradients, attention to a one-token prompt (the null prompt of a world without a text
+    encoder) is its value, computed without the queries; the same as the product computes under autograd
+    and as a one-token prompt with its mask given."""
+    torch.manual_seed(4)
+    dit = SanaWMDiT(dit_config("tiny")).eval()
+    for p in dit.parameters():
+        torch.nn.init.normal_(p, std=0.05) if p.ndim > 1 else None
+    queries = []
+    for block in dit.blocks:
+        block.cross_attn.q_linear.register_forward_hook(lambda *_: queries.append(1))
+    x, ts, cam = torch.randn(1, 8, 4, 4, 4), torch.full((1, 4), 500.0), _camera(4)
+    with torch.no_grad():
+        fast = dit(x, ts, camera=cam)
+        assert not queries
+        masked = dit(x, ts, dit.null_prompt, torch.ones(1, 1), camera=cam)  # a mask given: the product runs
+    product = dit(x, ts, camera=cam)  # autograd records: the product runs
+    assert len(queries) == 2 * dit.config.num_layers
+    torch.testing.assert_close(fast, product.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast, masked, rtol=1e-5, atol=1e-6)
