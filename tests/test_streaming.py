@@ -140,7 +140,9 @@ def test_advance_with_an_exit_step_carries_gradient_through_that_step_only(model
         state = gen.prefill(first)
         full, _ = gen.advance(state, cam, pl, noise)
     clean, new_state = gen.advance(state, cam, pl, noise, exit_step=2)
-    torch.testing.assert_close(clean, full, atol=0, rtol=0)  # the last step's x0 estimate is the Euler result
+    # The last step's x0 estimate is the Euler result: equal but for rounding, since without gradients the
+    # cross-attention to the one-token null prompt skips its product (``CrossAttention``).
+    torch.testing.assert_close(clean, full, atol=1e-6, rtol=1e-5)
     assert clean.requires_grad and not any(_requires_grad(new_state)), "the state is written without gradient"
     clean.square().mean().backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
