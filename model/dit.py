@@ -163,12 +163,12 @@ class MixFFN(nn.Module):
         y = F.linear(value * F.silu(gate), point.weight[:, :, 0, 0]).reshape(b, t, h * w, c)
         before = y.new_zeros(b, r, h * w, c) if past is None else past.to(y.dtype)
         seq = torch.cat([before, y], dim=1)  # frame j of the input is seq[:, j + r]
-        # The frame taps as one matmul over the frames stacked along channels: (O, C, K, 1) -> (O, K * C).
-        taps_weight = self.t_conv.weight[..., 0].transpose(1, 2).reshape(c, -1)
+        # The frame taps as one matmul, each channel's K taps side by side: (O, C, K, 1) is then (O, C * K) as stored.
+        taps_weight = self.t_conv.weight.reshape(c, -1)
         out = []
         for start, end in chunks:
             window = torch.cat([seq[:, start : end + r], y.new_zeros(b, r, h * w, c)], dim=1)
-            taps = torch.cat([window[:, j : j + end - start] for j in range(2 * r + 1)], dim=-1)
+            taps = torch.stack([window[:, j : j + end - start] for j in range(2 * r + 1)], dim=-1).flatten(-2)
             out.append(y[:, start:end] + F.linear(taps, taps_weight))
         y = torch.cat(out, dim=1) if len(out) > 1 else out[0]
         # Contiguous: the same strides after every chunk, so a compiled stream compiles once for them.
