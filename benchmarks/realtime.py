@@ -35,8 +35,9 @@ import torch
 from floor import machine_info
 from torch import profiler
 
+from model.precision import DTYPES
+
 SIZES = {"small": (64, 64), "paper": (704, 1280)}  # world -> (height, width)
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 VIDEO_FRAMES = 961  # 60 s at 16 fps, frame 0 included
 FPS = 16.0
 

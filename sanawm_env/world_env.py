@@ -14,6 +14,7 @@ from gymnasium.vector.utils import batch_space
 
 from model.camera import delta_steps, intrinsics_from_fov
 from model.collision import relative_pose
+from model.precision import world_dtype
 from model.rollout import WorldRollout
 from model.threads import ThreadPolicy
 from model.world import WorldModel, default_world, load_world
@@ -26,7 +27,6 @@ from .tasks import TaskContext, make_task, task_observation, task_observation_sp
 from .vector import RaggedInfo
 
 RESET_OPTIONS = ("image", "prompt", "scene_seed", "pose", "resize")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def _world(checkpoint: str | WorldModel | None, size: str, height: int, width: int) -> WorldModel:
@@ -54,8 +54,6 @@ class _WorldEnvBase:
         check_positive_float("max_translation", max_translation)
         check_positive_float("max_rotation", max_rotation)
         self.thread_policy = ThreadPolicy(threads)
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         check_nonnegative_int("refine_every", refine_every)
         check_nonnegative_int("refine_window", refine_window)
         if window is not None:
@@ -63,6 +61,7 @@ class _WorldEnvBase:
         if not isinstance(compile, bool):
             raise ValueError(f"compile must be True or False, got {compile!r}")
         device = check_device(device)
+        dtype = world_dtype(dtype, device)
         world = _world(checkpoint, size, height, width)
         if collisions not in (None, True, False):
             raise ValueError(f"collisions must be None (on when the world has a collision predictor), True or False, got {collisions!r}")
@@ -72,7 +71,7 @@ class _WorldEnvBase:
         self.collisions = world.collision is not None if collisions is None else collisions
         fov_deg = check_fov(world.info.fov_deg if fov_deg is None else fov_deg)  # None: the field of view it was trained at
         intrinsics = intrinsics_from_fov(fov_deg, height, width).float()
-        self.worlds = WorldRollout(world, num, intrinsics, steps, window, refine_every, refine_window, device, DTYPES[dtype], compile)
+        self.worlds = WorldRollout(world, num, intrinsics, steps, window, refine_every, refine_window, device, dtype, compile)
         self.height, self.width = height, width
         self.frames_per_step = self.worlds.frames_per_chunk  # one step is one chunk
         self.step_seconds = self.frames_per_step / world.info.fps
@@ -254,7 +253,9 @@ class SanaWMEnv(_WorldEnvBase, gym.Env[np.ndarray, np.ndarray]):
 
     ## Arguments
     ``checkpoint`` (a world folder; the shipped world if None, untrained with a warning until one is
-    installed), ``size``, ``device``, ``dtype``, ``steps`` (denoising steps per chunk), ``window``
+    installed), ``size``, ``device``, ``dtype`` (``"float32"``, ``"bfloat16"``, ``"float16"``, or ``"auto"``:
+    bfloat16 where the device multiplies it natively, a CPU with AMX or a CUDA GPU, float32 elsewhere;
+    see ``model.precision``), ``steps`` (denoising steps per chunk), ``window``
     (softmax chunks kept besides the sink; None keeps all), ``refine_every`` (chunks; 0 = off),
     ``refine_window`` (latent frames of refiner context), ``height``, ``width``, ``max_translation``,
     ``max_rotation``, ``fov_deg`` (None: the world's, from its ``world.json``), ``task``, ``task_kwargs``, ``timings``,

@@ -69,6 +69,13 @@ def test_env_step_rejects_long_runs_too_short_for_the_latency_window():
     assert run.returncode == 2 and "--long-steps and --softmax-steps must be >= 15" in run.stderr
 
 
+def test_env_step_throughput_rows_name_the_precision_the_worlds_ran_in():
+    from env_step import throughput
+
+    row = throughput(2, 1, 1, "hybrid", "bfloat16")
+    assert row["dtype"] == "bfloat16" and row["num_envs"] == 2 and row["frames_per_s"] > 0
+
+
 def test_train_benchmark_writes_table_and_json(tmp_path):
     out = tmp_path / "train.json"
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train.py"), "--world", "tiny", "--size", "32", "--clips", "2",

@@ -166,7 +166,7 @@ def test_bad_input():
         SanaWMEnv(checkpoint=fresh_world("tiny", 32, 32), size="tiny", height=64, width=64)
     with pytest.raises(ValueError, match="size must be one of"):
         SanaWMEnv(size="huge")
-    with pytest.raises(ValueError, match="dtype must be one of"):
+    with pytest.raises(ValueError, match=r"dtype must be one of \['bfloat16', 'float16', 'float32'\] or 'auto', got 'float64'"):
         SanaWMEnv(**TINY, dtype="float64")
     vec = sanawm_env.SanaWMVectorEnv(num_envs=2, **TINY)
     vec.reset(seed=0)
@@ -174,3 +174,19 @@ def test_bad_input():
         vec.step(np.zeros((3, 6), np.float32))
     with pytest.raises(ValueError, match=r"unknown keyword argument\(s\) \['colour'\]"):
         sanawm_env.SanaWMVectorEnv(num_envs=2, colour="red")
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_auto_dtype_is_bfloat16_on_cpus_with_amx_and_float32_elsewhere(monkeypatch, amx):
+    """``dtype="auto"`` picks bf16 only where the CPU multiplies it natively (several times slower elsewhere)."""
+    import torch
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    env = SanaWMEnv(**TINY, dtype="auto")
+    want = torch.bfloat16 if amx else torch.float32
+    assert env.unwrapped.worlds.dtype == want and next(env.unwrapped.worlds.world.dit.parameters()).dtype == want
+    env.reset(seed=0)
+    assert env.observation_space.contains(env.step(env.action_space.sample())[0])
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")  # oneDNN told not to use the tiles
+    assert SanaWMEnv(**TINY, dtype="auto").unwrapped.worlds.dtype == torch.float32

@@ -58,7 +58,7 @@ def bidirectional_transitions(
     nobody reads (the frame before a restart, and frame 0).
     """
     q, k, v, q_rot, k_rot, beta, gamma = (x.float() for x in (q, k, v, q_rot, k_rot, beta, gamma))
-    b, h, t, _, dk = q.shape
+    t = q.shape[2]
     a, bv, az, c = (None if x is None else x.unbind(2) for x in _transitions(k, k_rot, v, beta, with_denominator))
     g = gamma[..., None, None].unbind(2)  # (B, H, 1, 1) per frame
 
