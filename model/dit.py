@@ -121,13 +121,6 @@ class ConvLayer(nn.Module):
         return self.conv(x)
 
 
-@torch.compiler.disable
-def _eager(module: nn.Module, x: Tensor) -> Tensor:
-    """``module(x)`` outside any compiled graph. For the Mix-FFN's depthwise conv under autograd:
-    inductor runs its backward in another memory layout, 2.5x slower than eager on the CPU."""
-    return module(x)
-
-
 class MixFFN(nn.Module):
     """GLUMBConv over each frame (1x1 conv -> 3x3 depthwise -> GLU -> 1x1) plus a residual conv over
     frames (``t_conv``, kernel t_kernel x 1, zero at initialisation).
@@ -145,6 +138,9 @@ class MixFFN(nn.Module):
         self.depth_conv = ConvLayer(2 * inner, 2 * inner, 3, groups=2 * inner)
         self.point_conv = ConvLayer(inner, hidden, 1, bias=False)
         self.t_conv = nn.Conv2d(hidden, hidden, kernel_size=(t_kernel, 1), padding=(t_kernel // 2, 0), bias=False)
+        # depth_conv kept out of compiled graphs under autograd (SanaWMDiT.compile_blocks sets it), or None:
+        # inductor runs its backward in another memory layout, 2.5x slower than eager on the CPU.
+        self.depth_conv_eager: Callable | None = None
 
     def forward(self, x: Tensor, grid: tuple[int, int, int], chunks: list[tuple[int, int]],
                 past: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -158,7 +154,7 @@ class MixFFN(nn.Module):
         # In place only without autograd: under it, torch keeps a copy of the input for the backward anyway.
         y = F.silu(F.linear(x, inv.weight[:, :, 0, 0], inv.bias), inplace=not torch.is_grad_enabled())  # (B, N, 2I)
         y = y.reshape(b * t, h, w, -1).permute(0, 3, 1, 2)
-        y = _eager(self.depth_conv, y) if torch.is_grad_enabled() else self.depth_conv(y)
+        y = self.depth_conv_eager(y) if self.depth_conv_eager is not None and torch.is_grad_enabled() else self.depth_conv(y)
         value, gate = y.permute(0, 2, 3, 1).reshape(b, n, -1).chunk(2, dim=-1)
         y = F.linear(value * F.silu(gate), point.weight[:, :, 0, 0]).reshape(b, t, h * w, c)
         before = y.new_zeros(b, r, h * w, c) if past is None else past.to(y.dtype)
@@ -376,6 +372,7 @@ class SanaWMDiT(nn.Module):
         device = next(self.parameters()).device
         options = inductor_options(device) | ({"cpp_wrapper": True} if device.type == "cpu" else {})
         for block in self.blocks:
+            block.mlp.depth_conv_eager = torch.compiler.disable(block.mlp.depth_conv.forward)
             block.compiled_attn = torch.compile(block.attn.forward, options=options)
             block.compiled_mlp = torch.compile(block.mlp.forward, options=options)
 
