@@ -7,7 +7,8 @@ Parts 1 and 3 run the shipped (trained) world, or with ``--world hybrid`` the sa
 untrained: the speed does not depend on the weights.
 
 Part 1: steps/s and seconds of video per wall second at num_envs 1, 4, 16 (one batched forward), in each
-of ``--dtypes`` (float32 by default; ``--dtypes float32 bfloat16`` compares the two), and
+of ``--dtypes`` (float32 by default; ``--dtypes float32 bfloat16`` compares the two), eager and with
+``--compile`` compiled (``compile=True``; the three warm-up steps compile, minutes on a small CPU), and
 the floor: the FLOPs of one world's step over this machine's measured matrix rate, the least time a
 world's step can take at any batch size (so the most that batching can gain over num_envs 1).
 Part 2: per-step latency and process memory at step 10 and at the end of a long run, for the hybrid
@@ -58,22 +59,26 @@ def _world(variant: str):
     return WorldModel(SanaWMDiT(cfg), CausalVideoVAE(world_size("small").vae), None, WorldInfo()).eval()
 
 
-def throughput(num_envs: int, steps: int, denoise_steps: int, world: str, dtype: str = "float32") -> dict:
+def throughput(num_envs: int, steps: int, denoise_steps: int, world: str, dtype: str = "float32", compile: bool = False) -> dict:
     import sanawm_env
 
     env = sanawm_env.SanaWMVectorEnv(num_envs=num_envs, checkpoint=_world(world), steps=denoise_steps, max_episode_steps=None,
-                                     dtype=dtype)
+                                     dtype=dtype, compile=compile)
     env.reset(seed=0)
-    actions = np.random.default_rng(0).uniform(-1, 1, (steps + 2, num_envs, 6)).astype(np.float32)
-    for a in actions[:2]:  # warm-up
-        env.step(a)
+    warm = 3  # the first, second and later chunks are the three shapes a world streams through (each compiles)
+    actions = np.random.default_rng(0).uniform(-1, 1, (steps + warm, num_envs, 6)).astype(np.float32)
     t0 = time.perf_counter()
-    for a in actions[2:]:
+    for a in actions[:warm]:
+        env.step(a)
+    warm_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for a in actions[warm:]:
         env.step(a)
     sec = (time.perf_counter() - t0) / steps
     video = env.step_seconds * num_envs / sec
-    return {"num_envs": num_envs, "dtype": str(env.worlds.dtype).removeprefix("torch."), "seconds_per_step": sec, "env_steps_per_s": num_envs / sec,
-            "frames_per_s": num_envs * env.frames_per_step / sec, "video_seconds_per_wall_second": video}
+    return {"num_envs": num_envs, "dtype": str(env.worlds.dtype).removeprefix("torch."), "compiled": compile, "warm_up_s": warm_s,
+            "seconds_per_step": sec, "env_steps_per_s": num_envs / sec, "frames_per_s": num_envs * env.frames_per_step / sec,
+            "video_seconds_per_wall_second": video}
 
 
 def step_floor(denoise_steps: int, world: str) -> dict:
@@ -164,6 +169,8 @@ def main() -> None:
     parser.add_argument("--denoise-steps", type=int, default=4)
     parser.add_argument("--dtypes", nargs="+", default=["float32"], choices=[*sorted(DTYPES), "auto"],
                         help="part 1: the worlds' precisions (SanaWM-v0's dtype), each at every num_envs")
+    parser.add_argument("--compile", action="store_true",
+                        help="part 1: also each point with compile=True (its warm-up compiles three shapes: minutes here)")
     parser.add_argument("--world", choices=["shipped", "hybrid"], default="shipped",
                         help="parts 1 and 3: the trained default world, or the same architecture untrained (part 2 compares "
                              "untrained hybrid and all-softmax models)")
@@ -187,16 +194,19 @@ def main() -> None:
         parser.error("--long-steps and --softmax-steps must be >= 15 (latency at step 10 is the median of steps 6..15)")
     warnings.simplefilter("ignore")
 
-    # The precisions alternate at each num_envs, so that a drifting machine's speed falls on all alike.
-    rows = [throughput(n, args.steps, args.denoise_steps, args.world, d) for n in args.num_envs for d in args.dtypes]
-    print(f"{'num_envs':>8} {'dtype':>9} {'s/step':>8} {'steps/s':>8} {'frames/s':>9} {'video s/s':>10} {'vs 1 env':>9} {'vs ' + args.dtypes[0]:>12}")
+    # The variants alternate at each num_envs, so that a drifting machine's speed falls on all alike.
+    modes = [False, True] if args.compile else [False]
+    rows = [throughput(n, args.steps, args.denoise_steps, args.world, d, c) for n in args.num_envs for d in args.dtypes for c in modes]
+    print(f"{'num_envs':>8} {'dtype':>9} {'compiled':>8} {'s/step':>8} {'steps/s':>8} {'frames/s':>9} {'video s/s':>10} {'vs 1 env':>9} "
+          f"{'vs first':>9} {'warm-up s':>10}")
     for r in rows:
-        first = next(q for q in rows if q["dtype"] == r["dtype"])  # the same precision at the first num_envs
-        base = next(q for q in rows if q["num_envs"] == r["num_envs"])  # the first precision at the same num_envs
-        r["frames_per_s_vs_one_env"] = r["frames_per_s"] / first["frames_per_s"]
-        r["frames_per_s_vs_first_dtype"] = r["frames_per_s"] / base["frames_per_s"]
-        print(f"{r['num_envs']:>8} {r['dtype']:>9} {r['seconds_per_step']:>8.3f} {r['env_steps_per_s']:>8.2f} {r['frames_per_s']:>9.1f} "
-              f"{r['video_seconds_per_wall_second']:>10.2f} {r['frames_per_s_vs_one_env']:>8.2f}x {r['frames_per_s_vs_first_dtype']:>11.2f}x")
+        same = [q for q in rows if (q["dtype"], q["compiled"]) == (r["dtype"], r["compiled"])]
+        r["frames_per_s_vs_one_env"] = r["frames_per_s"] / same[0]["frames_per_s"]  # the same variant at the first num_envs
+        base = next(q for q in rows if q["num_envs"] == r["num_envs"])  # the first variant at the same num_envs
+        r["frames_per_s_vs_first_variant"] = r["frames_per_s"] / base["frames_per_s"]
+        print(f"{r['num_envs']:>8} {r['dtype']:>9} {r['compiled']!s:>8} {r['seconds_per_step']:>8.3f} {r['env_steps_per_s']:>8.2f} "
+              f"{r['frames_per_s']:>9.1f} {r['video_seconds_per_wall_second']:>10.2f} {r['frames_per_s_vs_one_env']:>8.2f}x "
+              f"{r['frames_per_s_vs_first_variant']:>8.2f}x {r['warm_up_s']:>10.1f}")
     floor = step_floor(args.denoise_steps, args.world)
     floor["max_frames_per_s_vs_one_env"] = floor["max_frames_per_s"] / rows[0]["frames_per_s"]
     print(f"floor: {floor['gflop_per_world_step']:.1f} GFLOP per world step at {floor['matmul_gflop_per_s']:.0f} GFLOP/s "
