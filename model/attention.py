@@ -35,13 +35,13 @@ class AttentionContext:
     """
 
     grid: tuple[int, int, int]  # token grid (T, h, w) of the input
-    freqs: Tensor  # (N, D / 2, 2) RoPE rotations (cos, sin) of the main branch
+    freqs: Tensor  # (N, D / 2, 2) RoPE rotations (cos, sin) of the main branch; (B, 1, N, D / 2, 2) per world
     chunks: list[tuple[int, int]]
     mode: str = "bidirectional"  # bidirectional | chunk_causal
     streaming: bool = False
     ray_mats: Tensor | None = None  # (B, N, 4, 4) ray<-world transforms; None: no camera branch
     ray_mats_inv: Tensor | None = None  # (B, N, 4, 4) their inverses, world<-ray
-    cam_freqs: Tensor | None = None  # (N, D / 4, 2) RoPE rotations of the camera branch
+    cam_freqs: Tensor | None = None  # (N, D / 4, 2) (or per world) RoPE rotations of the camera branch
 
 
 @dataclass

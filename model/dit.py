@@ -237,9 +237,12 @@ class FinalLayer(nn.Module):
 @dataclass
 class StreamState:
     """The DiT's memory of a video so far: the number of latent frames written and each block's
-    cache (GDN states, conv tails, softmax K/V of the sink chunk and the recent window)."""
+    cache (GDN states, conv tails, softmax K/V of the sink chunk and the recent window).
 
-    frames: int
+    ``frames`` is an int, or a CPU tensor (B,) when the batch's worlds are at different frames: they
+    then stream at their own RoPE positions, and everything else in the state has the same shapes."""
+
+    frames: int | Tensor
     blocks: list[BlockCache | None]
 
     def clone(self) -> StreamState:
@@ -248,23 +251,50 @@ class StreamState:
     def to(self, device: torch.device | str) -> StreamState:
         return StreamState(self.frames, _map_tensors(self.blocks, lambda t: t.to(device)))
 
+    @property
+    def empty(self) -> bool:
+        """Nothing written yet (the state before a video's first chunk)."""
+        return all(block is None for block in self.blocks)
+
+    def shapes(self) -> list[tuple[int, ...]]:
+        """Each tensor's shape past the batch dim: states whose shapes agree can be batched (``cat``)."""
+        shapes: list[tuple[int, ...]] = []
+        _map_tensors(self.blocks, lambda t: shapes.append(tuple(t.shape[1:])) or t)
+        return shapes
+
     def select(self, index: Tensor | list[int]) -> StreamState:
         """The state of some of the batch's worlds (every tensor's leading dim is per world)."""
         index = torch.as_tensor(index, dtype=torch.long)
-        return StreamState(self.frames, _map_tensors(self.blocks, lambda t: t[index]))
+        frames = self.frames if isinstance(self.frames, int) else _frame_counts(self.frames[index])
+        return StreamState(frames, _map_tensors(self.blocks, lambda t: t[index]))
 
     @staticmethod
     def cat(states: list[StreamState]) -> StreamState:
-        """One state for the worlds of several states that are at the same frame."""
-        if len({s.frames for s in states}) != 1:
-            raise ValueError(f"states must be at the same frame to batch them, got {[s.frames for s in states]}")
-        return StreamState(states[0].frames, _zip_tensors([s.blocks for s in states], lambda ts: torch.cat(ts)))
+        """One state for the worlds of several states whose tensors have the same shapes (worlds past the
+        same chunks, or all past the softmax window), at the same frame or not."""
+        if len({tuple(s.shapes()) for s in states}) != 1:
+            raise ValueError(f"states must have the same shapes to batch them (worlds at frames {[s.frames for s in states]})")
+        if all(isinstance(s.frames, int) for s in states) and len({s.frames for s in states}) == 1:
+            frames = states[0].frames
+        else:
+            frames = _frame_counts(torch.cat([torch.as_tensor(s.frames).expand(s._batch()) for s in states]))
+        return StreamState(frames, _zip_tensors([s.blocks for s in states], lambda ts: torch.cat(ts)))
+
+    def _batch(self) -> int:
+        sizes: list[int] = []
+        _map_tensors(self.blocks, lambda t: sizes.append(t.shape[0]) or t)
+        return sizes[0]
 
     def nbytes(self) -> int:
         """Bytes held by the state's tensors."""
         sizes: list[int] = []
         _map_tensors(self.blocks, lambda t: sizes.append(t.numel() * t.element_size()) or t)
         return sum(sizes)
+
+
+def _frame_counts(frames: Tensor) -> int | Tensor:
+    """Per-world frame counts (B,) as one int where they agree."""
+    return int(frames[0]) if bool((frames == frames[0]).all()) else frames
 
 
 def _map_tensors(obj, fn):
@@ -457,7 +487,10 @@ class SanaWMDiT(nn.Module):
             raise ValueError(f"window must be >= 0 chunks or None (unbounded), got {window}")
         x, grid, plucker_tokens, t_emb, mod, y, prompt_mask = self._embed(latents, timesteps, prompt_embeds, prompt_mask, plucker)
         t = grid[0]
-        frames = torch.arange(state.frames, state.frames + t)
+        if isinstance(state.frames, int):
+            frames = torch.arange(state.frames, state.frames + t)
+        else:
+            frames = state.frames[:, None] + torch.arange(t)  # (B, T): each world at its own positions
         ctx = self.attention_context(grid, camera, "chunk_causal", latents.device, frames=frames)
         caches = []
         for block, cache in zip(self.blocks, state.blocks):
@@ -475,10 +508,13 @@ class SanaWMDiT(nn.Module):
     def attention_context(self, grid: tuple[int, int, int], camera: Tensor | None, mode: str, device=None,
                           frames: Tensor | None = None) -> AttentionContext:
         """RoPE tables, ray frames and chunking shared by all blocks of one forward. ``frames``
-        (absolute frame indices, for RoPE) marks a streamed chunk; 0..T-1 and the full layout if None."""
+        (absolute frame indices (T,), or (B, T) per world, for RoPE) marks a streamed chunk; 0..T-1 and the
+        full layout if None."""
         cfg = self.config
         t, h, w = grid
         freqs = rope_freqs(cfg.linear_head_dim, t if frames is None else frames, h, w, cfg.rope_theta).to(device)
+        if freqs.ndim == 4:  # per world: (B, 1, N, D / 2, 2), against (B, H, N, D / 2) head pairs
+            freqs = freqs[:, None]
         chunks = chunk_bounds(t) if mode == "chunk_causal" and frames is None else [(0, t)]
         mats = inv = cam_freqs = None
         if camera is not None:

@@ -34,8 +34,8 @@ class WorldState:
     pending: Tensor | None
 
     @property
-    def frames(self) -> int:
-        """Latent frames so far, frame 0 included."""
+    def frames(self) -> int | Tensor:
+        """Latent frames so far, frame 0 included (per world (B,) when the worlds are at different frames)."""
         return self.dit.frames + (0 if self.pending is None else self.pending.shape[2])
 
     def clone(self) -> WorldState:
@@ -46,14 +46,16 @@ class WorldState:
 
     def select(self, index: list[int]) -> WorldState:
         pending = None if self.pending is None else self.pending[torch.as_tensor(index, dtype=torch.long)]
-        return WorldState(self.dit.select(index) if self.dit.frames else self.dit, pending)
+        return WorldState(self.dit if self.dit.empty else self.dit.select(index), pending)
 
     @staticmethod
     def cat(states: list[WorldState]) -> WorldState:
-        if len({(s.frames, s.pending is None) for s in states}) != 1:
-            raise ValueError("worlds must be at the same frame to batch them")
+        """One state for several batches of worlds: all before their first chunk, or all past it with
+        states of the same shapes (``StreamState.cat``), at the same frame or not."""
+        if len({s.pending is None for s in states}) != 1:
+            raise ValueError("worlds must all be before their first chunk, or all past it, to batch them")
         pending = None if states[0].pending is None else torch.cat([s.pending for s in states])
-        dit = StreamState.cat([s.dit for s in states]) if states[0].dit.frames else states[0].dit
+        dit = states[0].dit if states[0].dit.empty else StreamState.cat([s.dit for s in states])
         return WorldState(dit, pending)
 
 

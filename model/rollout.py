@@ -147,10 +147,14 @@ class WorldRollout:
             raise ValueError(f"worlds {unstarted} have not been started; call start() first")
         frames = np.empty((len(indices), self.frames_per_chunk, self.height, self.width, 3), dtype=np.uint8)
         refined = np.zeros(len(indices), dtype=bool)
-        groups: dict[tuple[int, bool], list[int]] = {}
+        # Worlds share a pass where their states have the same shapes, at whatever frame (RoPE positions
+        # are per world); with the refiner on, only at the same frame (its chunks are counted per group).
+        groups: dict[tuple, list[int]] = {}
         for row, i in enumerate(indices):
-            state = self.slots[i].state
-            groups.setdefault((state.frames, state.pending is None), []).append(row)
+            slot = self.slots[i]
+            key = (slot.state.pending is None, tuple(slot.state.dit.shapes()),
+                   None if slot.decoder is None else tuple(slot.decoder.shape), slot.raw_frames if self.refine_every else None)
+            groups.setdefault(key, []).append(row)
         t0 = time.perf_counter()
         for rows in groups.values():
             frames[rows], refined[rows] = self._step_group([indices[r] for r in rows], poses[rows])

@@ -32,20 +32,23 @@ def rope_freqs(head_dim: int, frames: Tensor | int, height: int, width: int, the
     Real, not complex: the eager rotation views them as complex numbers, and a compiled graph keeps
     them real (inductor generates no code for complex tensors).
 
-    ``frames`` is a count (positions 0..T-1) or a tensor of absolute frame indices, which is how a
-    streaming generator keeps positions of later chunks.
+    ``frames`` is a count (positions 0..T-1), a tensor (T,) of absolute frame indices, which is how a
+    streaming generator keeps positions of later chunks, or a tensor (B, T) of each world's own indices
+    (worlds at different frames in one batch), which gives rotations (B, T * H * W, head_dim / 2, 2).
     """
     frame_pos = torch.arange(frames) if isinstance(frames, int) else frames
     pt, ph, pw = axis_pairs(head_dim)
-    ft = _axis_freqs(pt, frame_pos, theta)
+    lead, t = frame_pos.shape[:-1], frame_pos.shape[-1]  # lead: () or (B,)
+    ft = _axis_freqs(pt, frame_pos.reshape(-1), theta).reshape(*lead, t, pt, 2)
     fh = _axis_freqs(ph, torch.arange(height), theta)
     fw = _axis_freqs(pw, torch.arange(width), theta)
-    t, h, w = len(frame_pos), height, width
+    h, w = height, width
     grid = torch.cat(
-        [ft[:, None, None].expand(t, h, w, pt, 2), fh[None, :, None].expand(t, h, w, ph, 2), fw[None, None, :].expand(t, h, w, pw, 2)],
+        [ft[..., :, None, None, :, :].expand(*lead, t, h, w, pt, 2), fh[:, None].expand(*lead, t, h, w, ph, 2),
+         fw[None, :].expand(*lead, t, h, w, pw, 2)],
         dim=-2,
     )
-    return grid.reshape(t * h * w, -1, 2)
+    return grid.reshape(*lead, t * h * w, -1, 2)
 
 
 def half_head_freqs(freqs: Tensor, head_dim: int) -> Tensor:
@@ -53,7 +56,7 @@ def half_head_freqs(freqs: Tensor, head_dim: int) -> Tensor:
     full head's table axis by axis: the lowest-frequency pairs of each axis are dropped."""
     pt, ph, _ = axis_pairs(head_dim)
     nt, nh, nw = axis_pairs(head_dim // 2)
-    return torch.cat([freqs[:, :nt], freqs[:, pt : pt + nh], freqs[:, pt + ph : pt + ph + nw]], dim=1)
+    return torch.cat([freqs[..., :nt, :], freqs[..., pt : pt + nh, :], freqs[..., pt + ph : pt + ph + nw, :]], dim=-2)
 
 
 def apply_rope(x: Tensor, freqs: Tensor, inverse: bool = False) -> Tensor:

@@ -14,6 +14,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "sanawm"))
 
 # Two cores, and pytest-xdist already runs two workers.
 torch.set_num_threads(1)
+# The same for the processes tests start (benchmarks, the CLI): OpenMP threads that spin beside the other
+# worker's busy core run many times slower (model.threads), which once took a 15 s benchmark past its 120 s limit.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -85,3 +85,32 @@ def test_rollout_rejects_bad_input():
         rollout.step([1], poses)
     with pytest.raises(ValueError, match=r"poses must have shape \(len\(indices\), frames_per_chunk, 4, 4\) = \(2, 12, 4, 4\)"):
         rollout.step([0, 1], poses)
+
+
+def test_worlds_at_different_frames_share_one_pass_and_each_gives_its_own_frames():
+    """Three worlds whose episodes began at different steps: once all are past their second chunk they step
+    in one pass (RoPE positions per world), and each gives the frames it gives stepped alone."""
+    world = fresh_world("tiny", 32, 32, refiner=False)
+    with torch.no_grad():  # no zero-initialised output: the frames must depend on the positions
+        for p in world.dit.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.05)
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    paths = [_path(1 + 5 * F, seed=i).numpy() for i in range(3)]
+    together, alone = WorldRollout(world, 3, K), WorldRollout(world, 3, K)
+    passes = []
+    advance = together.gen.advance
+    together.gen.advance = lambda state, *a, **k: passes.append(state.frames) or advance(state, *a, **k)
+    for step in range(5):
+        worlds = [i for i in range(3) if i <= step]  # world i begins at step i
+        for i in worlds:
+            if i == step:
+                together.start(i, image, paths[i][0], np.random.default_rng(i))
+                alone.start(i, image, paths[i][0], np.random.default_rng(i))
+        poses = np.stack([paths[i][1 + (step - i) * F : 1 + (step - i + 1) * F] for i in worlds])
+        passes.clear()
+        got = together.step(worlds, poses).frames
+        for row, i in enumerate(worlds):
+            want = alone.step([i], poses[row : row + 1]).frames[0]
+            diff = np.abs(got[row].astype(int) - want.astype(int))
+            assert diff.max() <= 1 and diff.mean() < 0.01, (step, i, diff.max())
+    assert len(passes) == 1 and passes[0].tolist() == [13, 10, 7]  # the last step: one pass, each world at its frame
