@@ -256,11 +256,9 @@ class StreamState:
         """Nothing written yet (the state before a video's first chunk)."""
         return all(block is None for block in self.blocks)
 
-    def shapes(self) -> list[tuple[int, ...]]:
+    def shapes(self) -> tuple[tuple[int, ...], ...]:
         """Each tensor's shape past the batch dim: states whose shapes agree can be batched (``cat``)."""
-        shapes: list[tuple[int, ...]] = []
-        _map_tensors(self.blocks, lambda t: shapes.append(tuple(t.shape[1:])) or t)
-        return shapes
+        return tuple(tuple(t.shape[1:]) for t in _tensors(self.blocks))
 
     def select(self, index: Tensor | list[int]) -> StreamState:
         """The state of some of the batch's worlds (every tensor's leading dim is per world)."""
@@ -272,29 +270,34 @@ class StreamState:
     def cat(states: list[StreamState]) -> StreamState:
         """One state for the worlds of several states whose tensors have the same shapes (worlds past the
         same chunks, or all past the softmax window), at the same frame or not."""
-        if len({tuple(s.shapes()) for s in states}) != 1:
+        if len({s.shapes() for s in states}) != 1:
             raise ValueError(f"states must have the same shapes to batch them (worlds at frames {[s.frames for s in states]})")
         if all(isinstance(s.frames, int) for s in states) and len({s.frames for s in states}) == 1:
             frames = states[0].frames
         else:
-            frames = _frame_counts(torch.cat([torch.as_tensor(s.frames).expand(s._batch()) for s in states]))
+            worlds = [_tensors(s.blocks)[0].shape[0] for s in states]
+            frames = _frame_counts(torch.cat([torch.as_tensor(s.frames).expand(n) for s, n in zip(states, worlds)]))
         return StreamState(frames, _zip_tensors([s.blocks for s in states], lambda ts: torch.cat(ts)))
-
-    def _batch(self) -> int:
-        sizes: list[int] = []
-        _map_tensors(self.blocks, lambda t: sizes.append(t.shape[0]) or t)
-        return sizes[0]
 
     def nbytes(self) -> int:
         """Bytes held by the state's tensors."""
-        sizes: list[int] = []
-        _map_tensors(self.blocks, lambda t: sizes.append(t.numel() * t.element_size()) or t)
-        return sum(sizes)
+        return sum(t.numel() * t.element_size() for t in _tensors(self.blocks))
 
 
 def _frame_counts(frames: Tensor) -> int | Tensor:
     """Per-world frame counts (B,) as one int where they agree."""
     return int(frames[0]) if bool((frames == frames[0]).all()) else frames
+
+
+def _tensors(obj) -> list[Tensor]:
+    """Every tensor inside nested dataclasses / lists, in the order ``_map_tensors`` visits them."""
+    if isinstance(obj, Tensor):
+        return [obj]
+    if isinstance(obj, list):
+        return [t for o in obj for t in _tensors(o)]
+    if obj is None or not hasattr(obj, "__dataclass_fields__"):
+        return []
+    return [t for name in obj.__dataclass_fields__ for t in _tensors(getattr(obj, name))]
 
 
 def _map_tensors(obj, fn):

@@ -152,7 +152,7 @@ class WorldRollout:
         groups: dict[tuple, list[int]] = {}
         for row, i in enumerate(indices):
             slot = self.slots[i]
-            key = (slot.state.pending is None, tuple(slot.state.dit.shapes()),
+            key = (slot.state.pending is None, slot.state.dit.shapes(),
                    None if slot.decoder is None else tuple(slot.decoder.shape), slot.raw_frames if self.refine_every else None)
             groups.setdefault(key, []).append(row)
         t0 = time.perf_counter()

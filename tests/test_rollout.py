@@ -101,11 +101,10 @@ def test_worlds_at_different_frames_share_one_pass_and_each_gives_its_own_frames
     advance = together.gen.advance
     together.gen.advance = lambda state, *a, **k: passes.append(state.frames) or advance(state, *a, **k)
     for step in range(5):
-        worlds = [i for i in range(3) if i <= step]  # world i begins at step i
-        for i in worlds:
-            if i == step:
-                together.start(i, image, paths[i][0], np.random.default_rng(i))
-                alone.start(i, image, paths[i][0], np.random.default_rng(i))
+        if step < 3:  # world i begins at step i
+            together.start(step, image, paths[step][0], np.random.default_rng(step))
+            alone.start(step, image, paths[step][0], np.random.default_rng(step))
+        worlds = list(range(min(step + 1, 3)))
         poses = np.stack([paths[i][1 + (step - i) * F : 1 + (step - i + 1) * F] for i in worlds])
         passes.clear()
         got = together.step(worlds, poses).frames

@@ -152,3 +152,22 @@ def test_advance_with_an_exit_step_carries_gradient_through_that_step_only(model
     assert gen.denoise_chunk(state, cam, pl, noise).requires_grad
     with pytest.raises(ValueError, match=r"exit_step must be in \[0, 2\]"):
         gen.advance(state, cam, pl, noise, exit_step=3)
+
+
+def test_states_batch_across_frames_only_where_their_shapes_agree(model):
+    """Worlds past the softmax window at different frames batch into one state with per-world frame counts;
+    a world still before that (fewer cached chunks) or before its first chunk does not."""
+    from model.dit import StreamState
+    from model.generator import WorldState
+
+    inputs = _inputs(13, b=1)
+    with torch.no_grad():
+        states = [model.empty_stream()]
+        for start, end in [(0, 4), (4, 7), (7, 10)]:
+            states.append(model.stream(**_slice(inputs, start, end), state=states[-1])[1])
+    batched = StreamState.cat([states[3], states[2]])  # frames 10 and 7: both keep the sink and one chunk
+    assert batched.frames.tolist() == [10, 7] and batched.select([1]).frames == 7
+    with pytest.raises(ValueError, match=r"states must have the same shapes to batch them \(worlds at frames \[10, 4\]\)"):
+        StreamState.cat([states[3], states[1]])  # frame 4 has cached one chunk only
+    with pytest.raises(ValueError, match="worlds must all be before their first chunk, or all past it, to batch them"):
+        WorldState.cat([WorldState(states[0], inputs["latents"][:, :, :1]), WorldState(states[2], None)])
