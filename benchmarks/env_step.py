@@ -8,7 +8,7 @@ untrained: the speed does not depend on the weights.
 
 Part 1: steps/s and seconds of video per wall second at num_envs 1, 4, 16 (one batched forward), in each
 of ``--dtypes`` (float32 by default; ``--dtypes float32 bfloat16`` compares the two), eager and with
-``--compile`` compiled (``compile=True``; the three warm-up steps compile, minutes on a small CPU), and
+``--compile`` compiled (``compile=True``; the third of the three warm-up steps compiles, a minute or more on a small CPU), and
 the floor: the FLOPs of one world's step over this machine's measured matrix rate, the least time a
 world's step can take at any batch size (so the most that batching can gain over num_envs 1).
 Part 2: per-step latency and process memory at step 10 and at the end of a long run, for the hybrid
@@ -65,7 +65,7 @@ def throughput(num_envs: int, steps: int, denoise_steps: int, world: str, dtype:
     env = sanawm_env.SanaWMVectorEnv(num_envs=num_envs, checkpoint=_world(world), steps=denoise_steps, max_episode_steps=None,
                                      dtype=dtype, compile=compile)
     env.reset(seed=0)
-    warm = 3  # the first, second and later chunks are the three shapes a world streams through (each compiles)
+    warm = 3  # two chunks of shapes of their own, then the shape every later chunk repeats (compiled there)
     actions = np.random.default_rng(0).uniform(-1, 1, (steps + warm, num_envs, 6)).astype(np.float32)
     t0 = time.perf_counter()
     for a in actions[:warm]:
@@ -170,7 +170,7 @@ def main() -> None:
     parser.add_argument("--dtypes", nargs="+", default=["float32"], choices=[*sorted(DTYPES), "auto"],
                         help="part 1: the worlds' precisions (SanaWM-v0's dtype), each at every num_envs")
     parser.add_argument("--compile", action="store_true",
-                        help="part 1: also each point with compile=True (its warm-up compiles three shapes: minutes here)")
+                        help="part 1: also each point with compile=True (its warm-up's third step compiles: a minute or more here)")
     parser.add_argument("--world", choices=["shipped", "hybrid"], default="shipped",
                         help="parts 1 and 3: the trained default world, or the same architecture untrained (part 2 compares "
                              "untrained hybrid and all-softmax models)")

@@ -8,8 +8,9 @@ GPU the compiled pass replays as a CUDA graph.
 
 Freezing reads the weights once, at the first call: a compiled stream does not see later changes to
 them, so it is for inference of a fixed model (the env), never for training. The first call of each
-new input shape compiles (tens of seconds to minutes on a small CPU); inductor keeps its results in
-its on-disk cache (``TORCHINDUCTOR_CACHE_DIR``), so later processes start much faster.
+new input shape compiles (about a minute on a small CPU); inductor keeps its results in its on-disk
+cache (``TORCHINDUCTOR_CACHE_DIR``), so later processes start faster. A streaming generator
+(``model.generator``) compiles only the shape a world keeps from its third chunk on.
 
 On the CPU the compiled kernels take their OpenMP thread count when they run (``inductor_options``).
 Inductor's C++ wrapper, which helps the training step's compiled blocks, is not used here: on the
@@ -19,6 +20,7 @@ streaming pass it gained 1-3% once its kernels follow the thread count, for twic
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -37,6 +39,9 @@ def inductor_options(device: torch.device) -> dict[str, bool]:
 
 
 def compile_stream(dit: SanaWMDiT) -> Callable:
-    """``dit.stream`` compiled for inference on the DiT's device (call it without gradients)."""
+    """``dit.stream`` with its pass (``dit.stream_at``) compiled for inference on the DiT's device
+    (call it without gradients). The chunk's RoPE positions enter the graph as a tensor, so chunks
+    of the same shapes share one graph (and one CUDA graph) at every frame."""
     device = next(dit.parameters()).device
-    return torch.compile(dit.stream, options={"freezing": True, "triton.cudagraphs": device.type == "cuda"} | inductor_options(device))
+    options = {"freezing": True, "triton.cudagraphs": device.type == "cuda"} | inductor_options(device)
+    return functools.partial(dit.stream, stream_at=torch.compile(dit.stream_at, options=options))

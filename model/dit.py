@@ -279,6 +279,13 @@ class StreamState:
             frames = _frame_counts(torch.cat([torch.as_tensor(s.frames).expand(n) for s, n in zip(states, worlds)]))
         return StreamState(frames, _zip_tensors([s.blocks for s in states], lambda ts: torch.cat(ts)))
 
+    def positions(self, frames: int, device: torch.device | str | None = None) -> Tensor:
+        """RoPE frame positions of the next ``frames`` latent frames on ``device``: (T,), or (B, T)
+        where the worlds are at different frames."""
+        if isinstance(self.frames, int):
+            return torch.arange(self.frames, self.frames + frames, device=device)
+        return self.frames.to(device)[:, None] + torch.arange(frames, device=device)
+
     def nbytes(self) -> int:
         """Bytes held by the state's tensors."""
         return sum(t.numel() * t.element_size() for t in _tensors(self.blocks))
@@ -475,6 +482,7 @@ class SanaWMDiT(nn.Module):
         plucker: Tensor | None = None,
         window: int | None = 1,
         sink: bool = True,
+        stream_at: Callable | None = None,
     ) -> tuple[Tensor, StreamState]:
         """Velocity of the next chunk of a video given ``state``, and the state with this chunk
         written. ``state`` itself is not modified: denoising steps reuse it read-only and only the
@@ -484,19 +492,26 @@ class SanaWMDiT(nn.Module):
         relative to the video's first frame. Softmax blocks keep the K/V of the first chunk (``sink``)
         and of the last ``window`` chunks (all of them if None), so the state stays fixed-size.
         Running all chunks this way with ``window=None`` equals ``forward(mode="chunk_causal")``.
+        ``stream_at`` runs the pass (``self.stream_at`` if None; ``model.compiled`` gives a compiled one).
         """
-        self._check_inputs(latents, timesteps, prompt_embeds, prompt_mask, camera, plucker, "chunk_causal")
+        _, _, t, _, _ = self._check_inputs(latents, timesteps, prompt_embeds, prompt_mask, camera, plucker, "chunk_causal")
         if window is not None and window < 0:
             raise ValueError(f"window must be >= 0 chunks or None (unbounded), got {window}")
+        velocity, caches = (stream_at or self.stream_at)(latents, timesteps, state.positions(t, latents.device), state.blocks,
+                                                         prompt_embeds, prompt_mask, camera, plucker, window, sink)
+        return velocity, StreamState(frames=state.frames + t, blocks=caches)
+
+    def stream_at(self, latents: Tensor, timesteps: Tensor, positions: Tensor, caches: list[BlockCache | None],
+                  prompt_embeds: Tensor | None, prompt_mask: Tensor | None, camera: Tensor | None, plucker: Tensor | None,
+                  window: int | None, sink: bool) -> tuple[Tensor, list[BlockCache]]:
+        """``stream``'s pass (which checks the inputs) on the blocks' caches, with the chunk's RoPE frame
+        positions as a tensor ((T,), or (B, T) per world): a graph compiled from it serves the chunks
+        at every frame (an int frame count would be baked into the graph, or become a symbol that a
+        CUDA graph re-records for each value)."""
         x, grid, plucker_tokens, t_emb, mod, y, prompt_mask = self._embed(latents, timesteps, prompt_embeds, prompt_mask, plucker)
-        t = grid[0]
-        if isinstance(state.frames, int):
-            frames = torch.arange(state.frames, state.frames + t)
-        else:
-            frames = state.frames[:, None] + torch.arange(t)  # (B, T): each world at its own positions
-        ctx = self.attention_context(grid, camera, "chunk_causal", latents.device, frames=frames)
-        caches = []
-        for block, cache in zip(self.blocks, state.blocks):
+        ctx = self.attention_context(grid, camera, "chunk_causal", latents.device, frames=positions)
+        new_caches = []
+        for block, cache in zip(self.blocks, caches):
             x, new = run_block(block, self.gradient_checkpointing, x, y, prompt_mask, mod, ctx, plucker_tokens, cache)
             a = new.attn
             for name in ("keys", "values", "keys_cam", "values_cam"):
@@ -504,9 +519,8 @@ class SanaWMDiT(nn.Module):
                 if window is not None and len(kept) > window + sink:
                     kept = (kept[:1] if sink else []) + (kept[len(kept) - window :] if window else [])
                 setattr(a, name, kept)
-            caches.append(new)
-        velocity = self.unpatchify(self.final_layer(x, t_emb), grid)
-        return velocity, StreamState(frames=state.frames + t, blocks=caches)
+            new_caches.append(new)
+        return self.unpatchify(self.final_layer(x, t_emb), grid), new_caches
 
     def attention_context(self, grid: tuple[int, int, int], camera: Tensor | None, mode: str, device=None,
                           frames: Tensor | None = None) -> AttentionContext:

@@ -70,7 +70,8 @@ class StreamingGenerator:
         window: recent chunks of softmax K/V kept besides the sink (None: all; the state then grows).
         guidance: classifier-free guidance against the null prompt (1: off, as for a distilled student).
         compile: run the passes made without gradient through ``model.compiled.compile_stream`` (for
-            inference of fixed weights; passes with gradient stay eager).
+            inference of fixed weights; passes with gradient stay eager), once a world streams at the
+            shape it keeps (``steady``): the first chunks, whose shapes come once a video, stay eager too.
     """
 
     def __init__(self, dit: SanaWMDiT, steps: int = 4, flow: FlowMatching | None = None, sigmas: tuple[float, ...] | None = None,
@@ -85,11 +86,21 @@ class StreamingGenerator:
         self.guidance = guidance
         self._compiled = compile_stream(dit) if compile else None
 
-    def _stream(self, *args, **kwargs) -> tuple[Tensor, StreamState]:
-        """``dit.stream``, compiled when asked for and no gradient is wanted."""
-        if self._compiled is not None and not torch.is_grad_enabled():
-            return self._compiled(*args, **kwargs)
-        return self.dit.stream(*args, **kwargs)
+    def steady(self, state: StreamState) -> bool:
+        """Whether a pass against ``state`` has the shapes every later chunk's pass repeats: past the
+        first chunk, with each softmax cache full (the sink and ``window`` chunks; never with an
+        unbounded window, whose state grows every chunk). A world's first two chunks (with the default
+        window) have shapes of their own, so compiling them would cost two more graphs (minutes on a
+        small CPU) to speed up two passes a video."""
+        if self.window is None or state.empty:
+            return False
+        return all(len(cache.attn.keys) == self.window + 1 for block, cache in zip(self.dit.blocks, state.blocks) if block.attn.softmax)
+
+    def _stream(self, x: Tensor, ts: Tensor, state: StreamState, *args, **kwargs) -> tuple[Tensor, StreamState]:
+        """``dit.stream``, compiled when asked for, no gradient is wanted and the state is ``steady``."""
+        if self._compiled is not None and not torch.is_grad_enabled() and self.steady(state):
+            return self._compiled(x, ts, state, *args, **kwargs)
+        return self.dit.stream(x, ts, state, *args, **kwargs)
 
     def prefill(self, first_latent: Tensor) -> WorldState:
         """Start worlds from their clean first latent frames (B, C, 1, h, w)."""

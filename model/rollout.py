@@ -107,8 +107,8 @@ class WorldRollout:
         refine_every: refine every this many chunks (0: never).
         refine_window: latent frames of history the refiner sees.
         device, dtype: where and in which precision the models run.
-        compile: compile the DiT's streaming pass (``model.compiled``; each new shape compiles at its
-            first step).
+        compile: compile the DiT's streaming pass (``model.compiled``) for the chunks after a world's
+            second, which all have one shape (it compiles at the third; each batch size has its own).
     """
 
     def __init__(self, world: WorldModel, num_worlds: int, intrinsics: Tensor, steps: int = 4, window: int | None = 1,

@@ -21,7 +21,7 @@ def axis_pairs(head_dim: int) -> tuple[int, int, int]:
 def _axis_freqs(pairs: int, positions: Tensor, theta: float) -> Tensor:
     """Rotations (len(positions), pairs, 2) as (cos, sin) for one axis of 2 * pairs channels."""
     dim = 2 * pairs
-    inv = 1.0 / theta ** (torch.arange(0, dim, 2, dtype=torch.float32)[:pairs] / dim)
+    inv = 1.0 / theta ** (torch.arange(0, dim, 2, dtype=torch.float32, device=positions.device)[:pairs] / dim)
     angles = torch.outer(positions.float(), inv)
     return torch.stack([angles.cos(), angles.sin()], dim=-1)
 
@@ -35,13 +35,14 @@ def rope_freqs(head_dim: int, frames: Tensor | int, height: int, width: int, the
     ``frames`` is a count (positions 0..T-1), a tensor (T,) of absolute frame indices, which is how a
     streaming generator keeps positions of later chunks, or a tensor (B, T) of each world's own indices
     (worlds at different frames in one batch), which gives rotations (B, T * H * W, head_dim / 2, 2).
+    The rotations are computed on the positions' device.
     """
     frame_pos = torch.arange(frames) if isinstance(frames, int) else frames
     pt, ph, pw = axis_pairs(head_dim)
     lead, t = frame_pos.shape[:-1], frame_pos.shape[-1]  # lead: () or (B,)
     ft = _axis_freqs(pt, frame_pos.reshape(-1), theta).reshape(*lead, t, pt, 2)
-    fh = _axis_freqs(ph, torch.arange(height), theta)
-    fw = _axis_freqs(pw, torch.arange(width), theta)
+    fh = _axis_freqs(ph, torch.arange(height, device=frame_pos.device), theta)
+    fw = _axis_freqs(pw, torch.arange(width, device=frame_pos.device), theta)
     h, w = height, width
     grid = torch.cat(
         [ft[..., :, None, None, :, :].expand(*lead, t, h, w, pt, 2), fh[:, None].expand(*lead, t, h, w, ph, 2),

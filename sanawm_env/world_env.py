@@ -263,8 +263,9 @@ class SanaWMEnv(_WorldEnvBase, gym.Env[np.ndarray, np.ndarray]):
     processes keep busy, an int fixes the count for bitwise-reproducible runs; None reads
     ``SANAWM_NUM_THREADS``, default ``"auto"``; see ``model.threads``), ``collisions`` (None: on when
     the world has a collision predictor; True requires one; False: off), ``compile`` (compile the
-    world's streaming pass with ``torch.compile``: faster steps once the first steps have compiled,
-    which takes minutes on a small CPU and is cached on disk; see ``model.compiled``), ``render_mode``.
+    world's streaming pass with ``torch.compile``: faster steps from the fourth on, after the third
+    has compiled, which takes a minute or more on a small CPU and is cached on disk; see
+    ``model.compiled``), ``render_mode``.
 
     ## Planning
     ``clone_state()`` returns a snapshot of the world (fixed size); ``restore_state(s)`` goes back to it.
