@@ -42,7 +42,7 @@ part realtime_paper_quantized 100 python3 benchmarks/realtime.py --worlds paper 
   --out "$LOG/realtime_paper_quantized.json"
 # The small world streamed eager, then compiled (inductor with CUDA graphs, model.compiled) through the rollout
 # as the env runs it: the state each chunk hands to the next is an output of the graph's previous replay, a
-# flow only a GPU exercises. Compiling took over 2 minutes for four DiT shapes on an H100 machine's 16 cores.
+# flow only a GPU exercises. It compiles one DiT shape at the third chunk (four took over 2 minutes on an H100 machine).
 part realtime_small_compiled 110 python3 benchmarks/realtime.py --worlds small --dtypes bfloat16 --compile --chunks 10 \
   --out "$LOG/realtime_small_compiled.json"
 echo "logs and JSON in $OUT/gpu-check.tar.gz"
