@@ -279,12 +279,11 @@ class StreamState:
             frames = _frame_counts(torch.cat([torch.as_tensor(s.frames).expand(n) for s, n in zip(states, worlds)]))
         return StreamState(frames, _zip_tensors([s.blocks for s in states], lambda ts: torch.cat(ts)))
 
-    def positions(self, frames: int, device: torch.device | str | None = None) -> Tensor:
-        """RoPE frame positions of the next ``frames`` latent frames on ``device``: (T,), or (B, T)
-        where the worlds are at different frames."""
-        if isinstance(self.frames, int):
-            return torch.arange(self.frames, self.frames + frames, device=device)
-        return self.frames.to(device)[:, None] + torch.arange(frames, device=device)
+    def positions(self, frames: int, batch: int, device: torch.device | str | None = None) -> Tensor:
+        """RoPE frame positions (B, T) of each world's next ``frames`` latent frames, on ``device``.
+        Per world even where the worlds agree, so that a compiled pass has one graph for both."""
+        start = torch.full((batch,), self.frames, device=device) if isinstance(self.frames, int) else self.frames.to(device)
+        return start[:, None] + torch.arange(frames, device=device)
 
     def nbytes(self) -> int:
         """Bytes held by the state's tensors."""
@@ -494,20 +493,20 @@ class SanaWMDiT(nn.Module):
         Running all chunks this way with ``window=None`` equals ``forward(mode="chunk_causal")``.
         ``stream_at`` runs the pass (``self.stream_at`` if None; ``model.compiled`` gives a compiled one).
         """
-        _, _, t, _, _ = self._check_inputs(latents, timesteps, prompt_embeds, prompt_mask, camera, plucker, "chunk_causal")
+        b, _, t, _, _ = self._check_inputs(latents, timesteps, prompt_embeds, prompt_mask, camera, plucker, "chunk_causal")
         if window is not None and window < 0:
             raise ValueError(f"window must be >= 0 chunks or None (unbounded), got {window}")
-        velocity, caches = (stream_at or self.stream_at)(latents, timesteps, state.positions(t, latents.device), state.blocks,
+        velocity, caches = (stream_at or self.stream_at)(latents, timesteps, state.positions(t, b, latents.device), state.blocks,
                                                          prompt_embeds, prompt_mask, camera, plucker, window, sink)
         return velocity, StreamState(frames=state.frames + t, blocks=caches)
 
     def stream_at(self, latents: Tensor, timesteps: Tensor, positions: Tensor, caches: list[BlockCache | None],
                   prompt_embeds: Tensor | None, prompt_mask: Tensor | None, camera: Tensor | None, plucker: Tensor | None,
                   window: int | None, sink: bool) -> tuple[Tensor, list[BlockCache]]:
-        """``stream``'s pass (which checks the inputs) on the blocks' caches, with the chunk's RoPE frame
-        positions as a tensor ((T,), or (B, T) per world): a graph compiled from it serves the chunks
-        at every frame (an int frame count would be baked into the graph, or become a symbol that a
-        CUDA graph re-records for each value)."""
+        """``stream``'s pass (which checks the inputs) on the blocks' caches, with each world's RoPE frame
+        positions (B, T) as a tensor: a graph compiled from it serves the chunks at every frame (an int
+        frame count would be baked into the graph, or become a symbol that a CUDA graph re-records for
+        each value)."""
         x, grid, plucker_tokens, t_emb, mod, y, prompt_mask = self._embed(latents, timesteps, prompt_embeds, prompt_mask, plucker)
         ctx = self.attention_context(grid, camera, "chunk_causal", latents.device, frames=positions)
         new_caches = []
