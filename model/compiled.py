@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from .dit import SanaWMDiT
+    from .dit import SanaWMDiT, StreamState
 
 
 def inductor_options(device: torch.device) -> dict[str, bool]:
@@ -44,4 +44,15 @@ def compile_stream(dit: SanaWMDiT) -> Callable:
     of the same shapes share one graph (and one CUDA graph) at every frame."""
     device = next(dit.parameters()).device
     options = {"freezing": True, "triton.cudagraphs": device.type == "cuda"} | inductor_options(device)
-    return functools.partial(dit.stream, stream_at=torch.compile(dit.stream_at, options=options))
+    stream = functools.partial(dit.stream, stream_at=torch.compile(dit.stream_at, options=options))
+    if device.type != "cuda":
+        return stream
+
+    def copied_out(*args, **kwargs) -> tuple[torch.Tensor, StreamState]:
+        # A CUDA graph's outputs live in its memory pool, which the next call (a new generation of
+        # cudagraph trees, in inference) reuses; a generator keeps the state it commits, and a guided
+        # step its first velocity, past the next call.
+        velocity, state = stream(*args, **kwargs)
+        return velocity.clone(), state.clone()
+
+    return copied_out

@@ -28,8 +28,8 @@ part() {  # part NAME SECONDS COMMAND...: run with a time limit, keep the log, p
 }
 
 # The Triton kernels compiled and checked against the reference (bf16 included), NVFP4 against modelopt, the
-# FP8 and INT8 layers' products against modelopt's fake quantization.
-part gpu_tests 80 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_kernels_gdn.py tests/test_quantize.py
+# FP8 and INT8 layers' products against modelopt's fake quantization, the compiled stream's CUDA graphs.
+part gpu_tests 110 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_kernels_gdn.py tests/test_quantize.py tests/test_compiled.py
 # The scan at sizes up to the paper's: the fused and the three-phase Triton kernels against the PyTorch
 # reference, fla's kernel (autotuned at its first call) and the floor; rows print and save as they finish.
 part gdn 180 python3 benchmarks/gdn.py --out "$LOG/gdn.json"
@@ -43,6 +43,6 @@ part realtime_paper_quantized 100 python3 benchmarks/realtime.py --worlds paper 
 # The small world streamed eager, then compiled (inductor with CUDA graphs, model.compiled) through the rollout
 # as the env runs it: the state each chunk hands to the next is an output of the graph's previous replay, a
 # flow only a GPU exercises. It compiles one DiT shape at the third chunk (four took over 2 minutes on an H100 machine).
-part realtime_small_compiled 110 python3 benchmarks/realtime.py --worlds small --dtypes bfloat16 --compile --chunks 10 \
+part realtime_small_compiled 80 python3 benchmarks/realtime.py --worlds small --dtypes bfloat16 --compile --chunks 10 \
   --out "$LOG/realtime_small_compiled.json"
 echo "logs and JSON in $OUT/gpu-check.tar.gz"

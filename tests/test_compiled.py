@@ -1,6 +1,7 @@
 """The compiled streaming pass (``model.compiled``) computes what the eager one does, chunk after
 chunk, compiles once per shape rather than once per chunk, and stays out of passes with gradient."""
 
+import pytest
 import torch
 import torch._dynamo
 from torch._dynamo.utils import counters
@@ -28,12 +29,12 @@ def _chunk(t: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     return camera, torch.randn(1, 24, t, 3, 4, generator=g), torch.randn(1, 8, CHUNK_FRAMES, 3, 4, generator=g)
 
 
-def _rollout(gen: StreamingGenerator, chunks: int) -> torch.Tensor:
-    first = torch.randn(1, 8, 1, 3, 4, generator=torch.Generator().manual_seed(0))
+def _rollout(gen: StreamingGenerator, chunks: int, device: str = "cpu") -> torch.Tensor:
+    first = torch.randn(1, 8, 1, 3, 4, generator=torch.Generator().manual_seed(0)).to(device)
     state = gen.prefill(first)
     out = []
     for i in range(chunks):
-        camera, plucker, noise = _chunk(1 + CHUNK_FRAMES if i == 0 else CHUNK_FRAMES, seed=i + 1)
+        camera, plucker, noise = (x.to(device) for x in _chunk(1 + CHUNK_FRAMES if i == 0 else CHUNK_FRAMES, seed=i + 1))
         clean, state = gen.advance(state, camera, plucker, noise)
         out.append(clean)
     return torch.cat(out, dim=2)
@@ -97,3 +98,18 @@ def test_compiled_stream_takes_worlds_at_different_frames():
         want = eager.denoise_chunk(batch, camera, plucker, noise)
         got = compiled.denoise_chunk(batch, camera, plucker, noise)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("guidance", [1.0, 2.0])
+def test_cuda_graphs_keep_the_state_and_velocities_the_stream_holds(guidance):
+    """On a GPU the compiled pass replays as a CUDA graph, whose outputs the next call's replay reuses:
+    the committed state and (with guidance) the first of two velocities must outlive it."""
+    model = _model().cuda()
+    torch._dynamo.reset()
+    counters.clear()
+    with torch.inference_mode():
+        eager = _rollout(StreamingGenerator(model, steps=2, guidance=guidance), chunks=5, device="cuda")
+        compiled = _rollout(StreamingGenerator(model, steps=2, guidance=guidance, compile=True), chunks=5, device="cuda")
+    torch.testing.assert_close(compiled, eager, rtol=1e-3, atol=1e-4)
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
