@@ -38,11 +38,25 @@ def inductor_options(device: torch.device) -> dict[str, bool]:
     return {"cpp.dynamic_threads": True} if device.type == "cpu" else {}
 
 
+def check_cpp_compiler() -> None:
+    """Fail now, with what to do, where inductor would fail at the first compiled step: its CPU kernels
+    are C++ that it compiles with the machine's compiler."""
+    from torch._inductor.cpp_builder import get_cpp_compiler
+
+    try:
+        get_cpp_compiler()
+    except RuntimeError as e:
+        raise RuntimeError(f"compile=True on the CPU needs a C++ compiler for inductor's kernels ({e}): install g++ or "
+                           "clang++ (or point the CXX environment variable at one), or use compile=False") from e
+
+
 def compile_stream(dit: SanaWMDiT) -> Callable:
     """``dit.stream`` with its pass (``dit.stream_at``) compiled for inference on the DiT's device
     (call it without gradients). The chunk's RoPE positions enter the graph as a tensor, so chunks
     of the same shapes share one graph (and one CUDA graph) at every frame."""
     device = next(dit.parameters()).device
+    if device.type == "cpu":
+        check_cpp_compiler()
     options = {"freezing": True, "triton.cudagraphs": device.type == "cuda"} | inductor_options(device)
     stream = functools.partial(dit.stream, stream_at=torch.compile(dit.stream_at, options=options))
     if device.type != "cuda":

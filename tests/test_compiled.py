@@ -67,6 +67,13 @@ def test_steady_state_is_a_full_softmax_cache():
     assert steady == [(False, False), (False, False), (True, False), (True, False)]
 
 
+def test_compiling_on_a_cpu_without_a_cpp_compiler_fails_at_once():
+    import torch._inductor.config
+
+    with torch._inductor.config.patch({"cpp.cxx": ("no-such-compiler++",)}), pytest.raises(RuntimeError, match="compile=True on the CPU needs a C\\+\\+ compiler.*compile=False"):
+        StreamingGenerator(_model(), compile=True)
+
+
 def test_passes_with_gradient_stay_eager():
     model = _model()
     torch._dynamo.reset()
