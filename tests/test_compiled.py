@@ -54,6 +54,22 @@ def test_compiled_stream_equals_eager_and_compiles_one_graph_for_every_chunk_pas
     assert torch.any(compiled[:, :, -CHUNK_FRAMES:] != eager[:, :, -CHUNK_FRAMES:]), "the last chunk did not run compiled"
 
 
+def test_two_worlds_compiled_in_one_process_each_use_their_own_weights():
+    # Their passes may share one compiled graph (the same code, the weights as its inputs): each must
+    # still compute with its own weights, not with those the graph was first compiled with.
+    a, b = _model(), _model()
+    with torch.no_grad():
+        for p in b.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.05)
+    torch._dynamo.reset()
+    with torch.inference_mode():
+        eager = [_rollout(StreamingGenerator(m, steps=2), chunks=4) for m in (a, b)]
+        compiled = [_rollout(StreamingGenerator(m, steps=2, compile=True), chunks=4) for m in (a, b)]
+    assert (eager[0] - eager[1]).abs().max() > 0.1
+    for got, want in zip(compiled, eager):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
 def test_steady_state_is_a_full_softmax_cache():
     model = _model()
     gen, unbounded = StreamingGenerator(model, window=1), StreamingGenerator(model, window=None)
