@@ -2,12 +2,13 @@
 
 A world's step is a few passes of the DiT over one small chunk, where eager PyTorch spends most of
 the time launching and moving data for small ops around the matrix products (the benchmark
-``benchmarks/forward.py`` measures how much). Inductor fuses those ops; freezing makes the weights
-constants of the graph (constant folding, prepacked weights for the CPU's matrix library), and on a
-GPU the compiled pass replays as a CUDA graph.
+``benchmarks/forward.py`` measures how much). Inductor fuses those ops, and on a GPU the compiled pass
+replays as a CUDA graph.
 
-Freezing reads the weights once, at the first call: a compiled stream does not see later changes to
-them, so it is for inference of a fixed model (the env), never for training. The first call of each
+The graph takes the weights as inputs (dynamo lifts a module's parameters so): a compiled stream
+follows changes to them, and worlds of one architecture share its graphs. (Inductor's ``freezing``,
+which would make them constants, took no effect on the stream, and nothing measured slower without
+it.) Passes with gradient stay eager (``model.generator``). The first call of each
 new input shape compiles (about a minute on a small CPU); inductor keeps its results in its on-disk
 cache (``TORCHINDUCTOR_CACHE_DIR``), so later processes start faster. A streaming generator
 (``model.generator``) compiles only the shape a world keeps from its third chunk on.
@@ -57,7 +58,7 @@ def compile_stream(dit: SanaWMDiT) -> Callable:
     device = next(dit.parameters()).device
     if device.type == "cpu":
         check_cpp_compiler()
-    options = {"freezing": True, "triton.cudagraphs": device.type == "cuda"} | inductor_options(device)
+    options = {"triton.cudagraphs": device.type == "cuda"} | inductor_options(device)
     stream = functools.partial(dit.stream, stream_at=torch.compile(dit.stream_at, options=options))
     if device.type != "cuda":
         return stream

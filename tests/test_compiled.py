@@ -70,6 +70,20 @@ def test_two_worlds_compiled_in_one_process_each_use_their_own_weights():
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
+def test_a_compiled_stream_follows_its_weights():
+    model = _model()
+    gen = StreamingGenerator(model, steps=2, compile=True)
+    with torch.inference_mode():
+        before = _rollout(gen, chunks=4)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(1.1)
+        after = _rollout(gen, chunks=4)
+        eager = _rollout(StreamingGenerator(model, steps=2), chunks=4)
+    assert (after - before).abs().max() > 0.01
+    torch.testing.assert_close(after, eager, rtol=1e-4, atol=1e-5)
+
+
 def test_steady_state_is_a_full_softmax_cache():
     model = _model()
     gen, unbounded = StreamingGenerator(model, window=1), StreamingGenerator(model, window=None)
@@ -101,7 +115,7 @@ def test_passes_with_gradient_stay_eager():
     assert clean.requires_grad
     clean.square().mean().backward()
     assert any(p.grad is not None for p in model.parameters())
-    assert counters["stats"]["unique_graphs"] == 0, "a pass with gradient must not go through the frozen graph"
+    assert counters["stats"]["unique_graphs"] == 0, "a pass with gradient must not go through the compiled graph"
 
 
 def test_compiled_stream_takes_worlds_at_different_frames():
