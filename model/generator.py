@@ -25,6 +25,12 @@ from .flow import FlowMatching, euler_sample
 Tensor = torch.Tensor
 
 
+def check_compile(compile: bool | str) -> None:
+    """``compile`` of a generator (and of the env): False (off), True (the shape a world keeps) or "all"."""
+    if not (isinstance(compile, bool) or compile == "all"):
+        raise ValueError(f"compile must be False, True or 'all', got {compile!r}")
+
+
 @dataclass
 class WorldState:
     """What a batch of worlds remembers: the DiT's streaming state and, until the first chunk is
@@ -69,13 +75,14 @@ class StreamingGenerator:
         sigmas: explicit decreasing noise levels ending at 0 (e.g. a distilled student's list).
         window: recent chunks of softmax K/V kept besides the sink (None: all; the state then grows).
         guidance: classifier-free guidance against the null prompt (1: off, as for a distilled student).
-        compile: run the passes made without gradient through ``model.compiled.compile_stream`` (for
-            inference of fixed weights; passes with gradient stay eager), once a world streams at the
-            shape it keeps (``steady``): the first chunks, whose shapes come once a video, stay eager too.
+        compile: run the passes made without gradient through ``model.compiled.compile_stream`` (passes
+            with gradient stay eager): True once a world streams at the shape it keeps (``steady``; its
+            first chunks, whose shapes come once a video, stay eager), ``"all"`` for every pass (a graph
+            for each of a world's first two chunks too: worth it where worlds restart often, as in RL).
     """
 
     def __init__(self, dit: SanaWMDiT, steps: int = 4, flow: FlowMatching | None = None, sigmas: tuple[float, ...] | None = None,
-                 window: int | None = 1, guidance: float = 1.0, compile: bool = False) -> None:
+                 window: int | None = 1, guidance: float = 1.0, compile: bool | str = False) -> None:
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         self.dit = dit
@@ -84,7 +91,9 @@ class StreamingGenerator:
             raise ValueError(f"sigmas must decrease to 0, got {self.sigmas.tolist()}")
         self.window = window
         self.guidance = guidance
+        check_compile(compile)
         self._compiled = compile_stream(dit) if compile else None
+        self._compile_all = compile == "all"
 
     def steady(self, state: StreamState) -> bool:
         """Whether a pass against ``state`` has the shapes every later chunk's pass repeats: past the
@@ -97,8 +106,8 @@ class StreamingGenerator:
         return all(len(cache.attn.keys) == self.window + 1 for block, cache in zip(self.dit.blocks, state.blocks) if block.attn.softmax)
 
     def _stream(self, x: Tensor, ts: Tensor, state: StreamState, *args, **kwargs) -> tuple[Tensor, StreamState]:
-        """``dit.stream``, compiled when asked for, no gradient is wanted and the state is ``steady``."""
-        if self._compiled is not None and not torch.is_grad_enabled() and self.steady(state):
+        """``dit.stream``, compiled when asked for (for every state, or for ``steady`` ones) and no gradient is wanted."""
+        if self._compiled is not None and not torch.is_grad_enabled() and (self._compile_all or self.steady(state)):
             return self._compiled(x, ts, state, *args, **kwargs)
         return self.dit.stream(x, ts, state, *args, **kwargs)
 

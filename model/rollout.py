@@ -108,12 +108,13 @@ class WorldRollout:
         refine_window: latent frames of history the refiner sees.
         device, dtype: where and in which precision the models run.
         compile: compile the DiT's streaming pass (``model.compiled``) for the chunks after a world's
-            second, which all have one shape (it compiles at the third; each batch size has its own).
+            second, which all have one shape (it compiles at the third; each batch size has its own), or
+            with ``"all"`` for every chunk (``StreamingGenerator``).
     """
 
     def __init__(self, world: WorldModel, num_worlds: int, intrinsics: Tensor, steps: int = 4, window: int | None = 1,
                  refine_every: int = 0, refine_window: int = 6, device: str = "cpu", dtype: torch.dtype = torch.float32,
-                 compile: bool = False) -> None:
+                 compile: bool | str = False) -> None:
         if tuple(intrinsics.shape) != (4,):
             raise ValueError(f"intrinsics must have shape (4,) = (fx, fy, cx, cy), got {tuple(intrinsics.shape)}")
         if refine_every and world.refiner is None:

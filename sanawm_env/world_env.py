@@ -14,6 +14,7 @@ from gymnasium.vector.utils import batch_space
 
 from model.camera import delta_steps, intrinsics_from_fov
 from model.collision import relative_pose
+from model.generator import check_compile
 from model.precision import world_dtype
 from model.rollout import WorldRollout
 from model.threads import ThreadPolicy
@@ -58,8 +59,7 @@ class _WorldEnvBase:
         check_nonnegative_int("refine_window", refine_window)
         if window is not None:
             check_nonnegative_int("window", window)
-        if not isinstance(compile, bool):
-            raise ValueError(f"compile must be True or False, got {compile!r}")
+        check_compile(compile)
         device = check_device(device)
         dtype = world_dtype(dtype, device)
         world = _world(checkpoint, size, height, width)
@@ -264,8 +264,9 @@ class SanaWMEnv(_WorldEnvBase, gym.Env[np.ndarray, np.ndarray]):
     ``SANAWM_NUM_THREADS``, default ``"auto"``; see ``model.threads``), ``collisions`` (None: on when
     the world has a collision predictor; True requires one; False: off), ``compile`` (compile the
     world's streaming pass with ``torch.compile``: faster steps from the fourth on, after the third
-    has compiled, which takes a minute or more on a small CPU and is cached on disk; see
-    ``model.compiled``), ``render_mode``.
+    has compiled, which takes a minute or more on a small CPU and is cached on disk; ``"all"`` also
+    compiles the first two steps' shapes, several minutes more, for vector envs whose worlds restart
+    often; see ``model.compiled``), ``render_mode``.
 
     ## Planning
     ``clone_state()`` returns a snapshot of the world (fixed size); ``restore_state(s)`` goes back to it.
@@ -278,7 +279,7 @@ class SanaWMEnv(_WorldEnvBase, gym.Env[np.ndarray, np.ndarray]):
                  window: int | None = 1, refine_every: int = 0, refine_window: int = 6, max_translation: float = 0.5,
                  max_rotation: float = math.radians(30.0), fov_deg: float | None = None, task: str = "explore",
                  task_kwargs: dict[str, Any] | None = None, timings: bool = False, threads: int | str | None = None,
-                 collisions: bool | None = None, compile: bool = False) -> None:
+                 collisions: bool | None = None, compile: bool | str = False) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.render_mode = render_mode

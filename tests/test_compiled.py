@@ -84,6 +84,19 @@ def test_a_compiled_stream_follows_its_weights():
     torch.testing.assert_close(after, eager, rtol=1e-4, atol=1e-5)
 
 
+def test_compile_all_compiles_the_first_chunks_too():
+    model = _model()
+    torch._dynamo.reset()
+    counters.clear()
+    with torch.inference_mode():
+        eager = _rollout(StreamingGenerator(model, steps=2), chunks=4)
+        compiled = _rollout(StreamingGenerator(model, steps=2, compile="all"), chunks=4)
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+    assert counters["stats"]["unique_graphs"] == 3, dict(counters["stats"])  # the first chunk, the second, the rest
+    with pytest.raises(ValueError, match="compile must be False, True or 'all', got 'yes'"):
+        StreamingGenerator(model, compile="yes")
+
+
 def test_steady_state_is_a_full_softmax_cache():
     model = _model()
     gen, unbounded = StreamingGenerator(model, window=1), StreamingGenerator(model, window=None)

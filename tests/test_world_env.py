@@ -168,6 +168,8 @@ def test_bad_input():
         SanaWMEnv(size="huge")
     with pytest.raises(ValueError, match=r"dtype must be one of \['bfloat16', 'float16', 'float32'\] or 'auto', got 'float64'"):
         SanaWMEnv(**TINY, dtype="float64")
+    with pytest.raises(ValueError, match=r"compile must be False, True or 'all', got 1"):
+        SanaWMEnv(**TINY, compile=1)
     vec = sanawm_env.SanaWMVectorEnv(num_envs=2, **TINY)
     vec.reset(seed=0)
     with pytest.raises(ValueError, match=r"actions must have shape \(num_envs, 6\) = \(2, 6\)"):
