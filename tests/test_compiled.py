@@ -40,17 +40,22 @@ def _rollout(gen: StreamingGenerator, chunks: int, device: str = "cpu") -> torch
     return torch.cat(out, dim=2)
 
 
-def test_compiled_stream_equals_eager_and_compiles_one_graph_for_every_chunk_past_the_second():
-    model = _model()
+def _compiled_against_eager(model: SanaWMDiT, compile: bool | str, chunks: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """A rollout eager and compiled from a fresh dynamo cache: both, checked equal, and the graphs compiled."""
     torch._dynamo.reset()
     counters.clear()
     with torch.inference_mode():
-        eager = _rollout(StreamingGenerator(model, steps=2), chunks=5)
-        compiled = _rollout(StreamingGenerator(model, steps=2, compile=True), chunks=5)
+        eager = _rollout(StreamingGenerator(model, steps=2), chunks=chunks)
+        compiled = _rollout(StreamingGenerator(model, steps=2, compile=compile), chunks=chunks)
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+    return eager, compiled, counters["stats"]["unique_graphs"]
+
+
+def test_compiled_stream_equals_eager_and_compiles_one_graph_for_every_chunk_past_the_second():
+    eager, compiled, graphs = _compiled_against_eager(_model(), True, chunks=5)
     # The first chunk (no past) and the second (the sink alone in the softmax cache) run eager; every
     # later chunk has the third's shapes, at later frames: one graph, compiled once.
-    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
+    assert graphs == 1
     assert torch.any(compiled[:, :, -CHUNK_FRAMES:] != eager[:, :, -CHUNK_FRAMES:]), "the last chunk did not run compiled"
 
 
@@ -86,13 +91,8 @@ def test_a_compiled_stream_follows_its_weights():
 
 def test_compile_all_compiles_the_first_chunks_too():
     model = _model()
-    torch._dynamo.reset()
-    counters.clear()
-    with torch.inference_mode():
-        eager = _rollout(StreamingGenerator(model, steps=2), chunks=4)
-        compiled = _rollout(StreamingGenerator(model, steps=2, compile="all"), chunks=4)
-    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
-    assert counters["stats"]["unique_graphs"] == 3, dict(counters["stats"])  # the first chunk, the second, the rest
+    _, _, graphs = _compiled_against_eager(model, "all", chunks=4)
+    assert graphs == 3  # the first chunk, the second, the rest
     with pytest.raises(ValueError, match="compile must be False, True or 'all', got 'yes'"):
         StreamingGenerator(model, compile="yes")
 
