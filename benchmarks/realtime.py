@@ -166,7 +166,7 @@ def run(name: str, dtype_name: str, device: str, chunks: int | None, compile: bo
     video_s = (VIDEO_FRAMES - 1) / FPS
     seconds_60 = steady * total_chunks
     return {"world": name, "height": height, "width": width, "dtype": dtype_name, "quantization": quantize, "device": device, "compile": compile,
-            "num_worlds": num_worlds, "chunks_timed": timed, "chunks_per_60s": total_chunks, "extrapolated": timed < total_chunks - 1,
+            "num_worlds": num_worlds, "chunks_timed": timed, "chunks_per_60s": total_chunks, "extrapolated": timed < total_chunks - WARM_UP_CHUNKS,
             "warm_up_s": sum(chunk_seconds[:WARM_UP_CHUNKS]), "chunk_s_median": steady, "chunk_seconds": chunk_seconds, "seconds_for_60s": seconds_60,
             "video_seconds_per_wall_second": num_worlds * video_s / seconds_60, "peak_memory_mb": peak_memory_mb(device),
             "profile": breakdown}

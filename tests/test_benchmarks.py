@@ -137,7 +137,7 @@ def test_realtime_benchmark_writes_table_and_json(tmp_path):
     row, quantized = json.loads(out.read_text())["rows"]
     assert row["quantization"] is None and quantized["quantization"] == "int8"
     assert any(op["op"] == "aten::_int_mm" for op in quantized["profile"]["top_ops"])  # it multiplied in int8
-    assert row["chunks_per_60s"] == 80 and row["chunks_timed"] == 1 and len(row["chunk_seconds"]) == 3 + 1
+    assert row["chunks_per_60s"] == 80 and row["chunks_timed"] == 1 and len(row["chunk_seconds"]) == 3 + 1 and row["extrapolated"]
     assert row["seconds_for_60s"] == pytest.approx(80 * row["chunk_s_median"])
     assert row["video_seconds_per_wall_second"] == pytest.approx(60 / row["seconds_for_60s"])
     profile = row["profile"]  # the chunk's parts are inside it, and the slowest ops run its products
