@@ -3,9 +3,13 @@
 # rendered there, the teacher continued, then self-forcing of the shipped student against it, each stage
 # under a wall-clock budget (sanawm train max_minutes). Three steps:
 #
-#   scripts/gpu_world.sh pack TEACHER_WORLD      # here: .carry/teacher (the teacher in fp16), .whl-train (wheels; both git-ignored)
+#   scripts/gpu_world.sh pack [TEACHER_WORLD]    # here: .whl-train (wheels) and, given a teacher, .carry/teacher in fp16 (both git-ignored)
 #   run(command="bash scripts/gpu_world.sh train", carry=[".carry", ".whl-train"], timeout_s=600)
 #   scripts/gpu_world.sh unpack FILES_DIR OUT    # here: OUT/teacher and OUT/student, world folders to evaluate
+#
+# The teacher stage continues .carry/teacher where one was packed, else the shipped world's DiT (the
+# 4-step student, which flow matching turns back into a many-step teacher; no teacher is in the
+# repository, and the CPU rounds' teachers lived outside it).
 #
 # train's environment: WORLD (small), SIZE ("64 64"), CLIPS (4096), WORKERS (14, rendering processes),
 # BATCH (32), TEACHER_MIN (3.5), STUDENT_MIN (2), STUDENT (the world self-forcing starts from: the
@@ -16,13 +20,14 @@
 # one archive of the logs and metrics.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-mode=${1:?usage: scripts/gpu_world.sh pack TEACHER_WORLD | train | unpack FILES_DIR OUT}
+mode=${1:?usage: scripts/gpu_world.sh pack [TEACHER_WORLD] | train | unpack FILES_DIR OUT}
 
 if [ "$mode" = pack ]; then
-  teacher=${2:?usage: scripts/gpu_world.sh pack TEACHER_WORLD}
   rm -rf .carry/teacher && mkdir -p .carry
-  python3 scripts/half_world.py "$teacher" .carry/teacher
-  rm .carry/teacher/vae.safetensors  # the shipped world's VAE (unchanged since the first round) goes back in there
+  if [ -n "${2:-}" ]; then
+    python3 scripts/half_world.py "$2" .carry/teacher
+    rm .carry/teacher/vae.safetensors  # the shipped world's VAE (unchanged since the first round) goes back in there
+  fi
   bash scripts/gpu_wheels_train.sh
   du -sh .carry
   exit 0
@@ -49,8 +54,13 @@ DEADLINE=${DEADLINE:-540}
 source scripts/gpu_env.sh
 gpu_wheels .whl-train
 mkdir -p "$OUT" "$WORK"
-[ -f .carry/teacher/vae.safetensors ] || cp "$STUDENT/vae.safetensors" .carry/teacher/
+TEACHER=$STUDENT
+if [ -f .carry/teacher/dit.safetensors ]; then
+  TEACHER=.carry/teacher
+  [ -f .carry/teacher/vae.safetensors ] || cp "$STUDENT/vae.safetensors" .carry/teacher/
+fi
 (nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU") | tee "$WORK/device.txt"
+echo "teacher starts from $TEACHER" | tee -a "$WORK/device.txt"
 
 step() {  # step NAME COMMAND...: run it, log it, print how long it took and the log's tail
   local name=$1 t0=$SECONDS; shift
@@ -71,7 +81,7 @@ print(round(max(0.05, min($TEACHER_MIN, left * 7 / 11)), 2), round(max(0.05, min
 echo "== budgets: teacher $TEACHER_MIN min, student $STUDENT_MIN min ($SECONDS s gone of $DEADLINE)"
 T=(python3 -m sanawm train world="$WORLD" data="$WORK/latents" batch_size="$BATCH" latent_frames=7 num_workers=4 progress=false
    steps=1000000 ckpt_every=1000000 log_every=25)
-step teacher "${T[@]}" stage=chunk_causal out="$WORK/teacher" init=.carry/teacher max_minutes="$TEACHER_MIN" \
+step teacher "${T[@]}" stage=chunk_causal out="$WORK/teacher" init="$TEACHER" max_minutes="$TEACHER_MIN" \
   optim.lr=1e-4 optim.ema_decay=0.998 &&
 step student "${T[@]}" stage=self_forcing out="$WORK/student" init="$STUDENT" teacher="$WORK/teacher" max_minutes="$STUDENT_MIN" \
   optim.lr=2e-5 distill.generator_every=2
