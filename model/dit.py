@@ -42,6 +42,12 @@ def run_block(block: nn.Module, checkpointing: bool, *args):
     return block(*args)
 
 
+def softmax_cache_chunks(window: int | None, sink: bool = True) -> int | None:
+    """How many chunks' K/V a softmax block's stream cache holds once full: the first chunk (``sink``)
+    and the last ``window``; None (unbounded) if ``window`` is None."""
+    return None if window is None else window + sink
+
+
 def timestep_embedding(t: Tensor, dim: int = 256, max_period: float = 10000.0) -> Tensor:
     """Sinusoidal embedding (N, dim) of timesteps (N,): cosines then sines."""
     half = dim // 2
@@ -513,9 +519,10 @@ class SanaWMDiT(nn.Module):
         for block, cache in zip(self.blocks, caches):
             x, new = run_block(block, self.gradient_checkpointing, x, y, prompt_mask, mod, ctx, plucker_tokens, cache)
             a = new.attn
+            full = softmax_cache_chunks(window, sink)
             for name in ("keys", "values", "keys_cam", "values_cam"):
                 kept = getattr(a, name)
-                if window is not None and len(kept) > window + sink:
+                if full is not None and len(kept) > full:
                     kept = (kept[:1] if sink else []) + (kept[len(kept) - window :] if window else [])
                 setattr(a, name, kept)
             new_caches.append(new)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from .compiled import compile_stream
-from .dit import SanaWMDiT, StreamState
+from .dit import SanaWMDiT, StreamState, softmax_cache_chunks
 from .flow import FlowMatching, euler_sample
 
 Tensor = torch.Tensor
@@ -101,9 +101,10 @@ class StreamingGenerator:
         unbounded window, whose state grows every chunk). A world's first two chunks (with the default
         window) have shapes of their own, so compiling them would cost two more graphs (minutes on a
         small CPU) to speed up two passes a video."""
-        if self.window is None or state.empty:
+        full = softmax_cache_chunks(self.window)
+        if full is None or state.empty:
             return False
-        return all(len(cache.attn.keys) == self.window + 1 for block, cache in zip(self.dit.blocks, state.blocks) if block.attn.softmax)
+        return all(len(cache.attn.keys) == full for block, cache in zip(self.dit.blocks, state.blocks) if block.attn.softmax)
 
     def _stream(self, x: Tensor, ts: Tensor, state: StreamState, *args, **kwargs) -> tuple[Tensor, StreamState]:
         """``dit.stream``, compiled when asked for (for every state, or for ``steady`` ones) and no gradient is wanted."""
