@@ -7,9 +7,10 @@
 #   run(command="bash scripts/gpu_world.sh train", carry=[".carry", ".whl-train"], timeout_s=600)
 #   scripts/gpu_world.sh unpack FILES_DIR OUT    # here: OUT/teacher and OUT/student, world folders to evaluate
 #
-# The teacher stage continues .carry/teacher where one was packed, else the shipped world's DiT (the
-# 4-step student, which flow matching turns back into a many-step teacher; no teacher is in the
-# repository, and the CPU rounds' teachers lived outside it).
+# The teacher stage continues .carry/teacher where one was packed, else the teacher kept in the repository
+# (sanawm_env/assets/training/teacher-small, once a session keeps one), else the shipped world's DiT (the
+# 4-step student, which flow matching turns back into a many-step teacher; the CPU rounds' teachers lived
+# outside the repository and are gone).
 #
 # train's environment: WORLD (small), SIZE ("64 64"), CLIPS (4096), WORKERS (14, rendering processes),
 # BATCH (32), TEACHER_MIN (3.5), STUDENT_MIN (2), STUDENT (the world self-forcing starts from: the
@@ -55,6 +56,7 @@ source scripts/gpu_env.sh
 gpu_wheels .whl-train
 mkdir -p "$OUT" "$WORK"
 TEACHER=$STUDENT
+[ -f sanawm_env/assets/training/teacher-small/dit.safetensors ] && TEACHER=sanawm_env/assets/training/teacher-small
 if [ -f .carry/teacher/dit.safetensors ]; then
   TEACHER=.carry/teacher
   [ -f .carry/teacher/vae.safetensors ] || cp "$STUDENT/vae.safetensors" .carry/teacher/
