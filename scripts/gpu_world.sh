@@ -5,7 +5,7 @@
 #
 #   scripts/gpu_world.sh pack [TEACHER_WORLD]    # here: .whl-train (wheels) and, given a teacher, .carry/teacher in fp16 (both git-ignored)
 #   run(command="bash scripts/gpu_world.sh train", carry=[".carry", ".whl-train"], timeout_s=600)
-#   scripts/gpu_world.sh unpack FILES_DIR OUT    # here: OUT/teacher and OUT/student, world folders to evaluate
+#   scripts/gpu_world.sh unpack FILES_DIR OUT    # here: OUT/teacher and OUT/student, whole world folders to evaluate
 #
 # The teacher stage continues .carry/teacher where one was packed, else the teacher kept in the repository
 # (sanawm_env/assets/training/teacher-small, once a session keeps one), else the shipped world's DiT (the
@@ -41,6 +41,9 @@ if [ "$mode" = unpack ]; then
   tar xzf "$files/gpu-world.tar.gz" -C "$out"
   for part in teacher student; do
     cat "$files/$part-dit.safetensors.part"* > "$out/$part/world/dit.safetensors"
+    # Training exports no collision predictor: the shipped one (it reads the given first frame and poses, not the DiT) goes
+    # in, so that the student world is whole where it replaces the shipped one.
+    cp sanawm_env/assets/world-small/collision.safetensors "$out/$part/world/"
     echo "$out/$part/world"
   done
   exit 0
