@@ -515,11 +515,10 @@ class SanaWMDiT(nn.Module):
         each value)."""
         x, grid, plucker_tokens, t_emb, mod, y, prompt_mask = self._embed(latents, timesteps, prompt_embeds, prompt_mask, plucker)
         ctx = self.attention_context(grid, camera, "chunk_causal", latents.device, frames=positions)
-        new_caches = []
+        new_caches, full = [], softmax_cache_chunks(window, sink)
         for block, cache in zip(self.blocks, caches):
             x, new = run_block(block, self.gradient_checkpointing, x, y, prompt_mask, mod, ctx, plucker_tokens, cache)
             a = new.attn
-            full = softmax_cache_chunks(window, sink)
             for name in ("keys", "values", "keys_cam", "values_cam"):
                 kept = getattr(a, name)
                 if full is not None and len(kept) > full:

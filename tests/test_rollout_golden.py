@@ -1,5 +1,5 @@
-"""Golden rollout: the tiny untrained SanaWM-v0 world must produce exactly the frames it produced
-before the sampler / chunk / rollout refactor (tests/data/golden_tiny_rollout.npz).
+"""Golden rollout: the tiny untrained SanaWM-v0 world must produce the frames it produced before the
+sampler / chunk / rollout refactor (tests/data/golden_tiny_rollout.npz), up to rounding.
 
 A refactor that moves code must not change the frames. The comparison is exact but for rounding: a
 value that lies at a uint8 rounding boundary may round either way on another CPU (the matrix kernels of
