@@ -41,7 +41,7 @@ class FlowConfig:
     first_clean_prob: float = 0.9  # frame 0 kept clean (the image condition, out of the loss) this often (release 0.9)
     camera_dropout: float = 0.1  # samples trained with the null camera, so camera guidance works at sampling
     sample_steps: int = 20  # Euler steps of the sample videos (bidirectional / chunk-causal teacher)
-    guidance: float = 1.0  # camera guidance of the sample videos and of the teacher's trajectories (1: off)
+    guidance: float = 1.0  # camera guidance of the bidirectional stage's sample videos (1: off; streaming samples are unguided)
 
 
 @dataclass
