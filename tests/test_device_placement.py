@@ -1,0 +1,93 @@
+"""Every tensor the models make lies on the device of their weights, checked without a GPU: on the
+``meta`` device, which (like CUDA) refuses to mix its tensors with CPU tensors other than scalars.
+A table built on the CPU inside a pass (RoPE positions, noise levels, masks) fails here as it would
+at the first step on a GPU, where a lent GPU's minutes are too few to find it (it once cost one:
+the refiner's RoPE tables and sink sigmas were made on the CPU)."""
+
+import pytest
+import torch
+
+from model.chunks import CHUNK_FRAMES
+from model.generator import StreamingGenerator, WorldState
+from model.world import fresh_world
+
+META = torch.device("meta")
+
+
+@pytest.fixture(autouse=True)
+def meta_autocast(monkeypatch):
+    """``torch.autocast`` has no meta backend; the passes that open one (in fp32, disabled) get a no-op there."""
+    autocast = torch.autocast
+
+    class Autocast(autocast):
+        def __init__(self, device_type: str, *args, **kwargs):
+            self.meta = device_type == "meta"
+            if not self.meta:
+                super().__init__(device_type, *args, **kwargs)
+
+        def __enter__(self):
+            return None if self.meta else super().__enter__()
+
+        def __exit__(self, *exc):
+            return None if self.meta else super().__exit__(*exc)
+
+    monkeypatch.setattr(torch, "autocast", Autocast)
+
+
+@pytest.fixture(scope="module")
+def world():
+    return fresh_world("tiny", 32, 32).to(META)
+
+
+def _camera(b: int, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Identity poses and Plucker maps for ``t`` latent frames of the tiny world's 4 x 4 latent grid."""
+    camera = torch.cat([torch.eye(4).reshape(16).expand(b, t, 16), torch.tensor([4.0, 4.0, 2.0, 2.0]).expand(b, t, 4)], dim=-1)
+    return camera.to(META), torch.empty(b, 24, t, 4, 4, device=META)
+
+
+def test_the_meta_device_refuses_cpu_tensors_as_a_gpu_does():
+    with pytest.raises(RuntimeError, match="device"):
+        torch.ones(3, device=META) + torch.ones(3)
+
+
+def test_a_world_streams_encodes_refines_and_decodes_on_the_device_of_its_weights(world):
+    dit, vae, refiner = world.dit, world.vae, world.refiner
+    b, c = 2, vae.latent_channels
+    with torch.no_grad():
+        first = vae.encode(torch.empty(b, 3, 1, 32, 32, device=META))
+        assert first.device == META and first.shape == (b, c, 1, 4, 4)
+        gen = StreamingGenerator(dit, steps=2)
+        state, decoder, history = gen.prefill(first), None, []
+        for i in range(4):  # the first chunk, the second (sink alone), then steady ones
+            camera, plucker = _camera(b, 1 + CHUNK_FRAMES if i == 0 else CHUNK_FRAMES)
+            pending = state.pending
+            clean, state = gen.advance(state, camera, plucker, torch.empty(b, c, CHUNK_FRAMES, 4, 4, device=META))
+            video, decoder = vae.decode(torch.cat([pending, clean], dim=2) if i == 0 else clean, decoder)
+            assert video.device == META and video.shape[2] == (1 if i == 0 else 0) + CHUNK_FRAMES * vae.temporal_stride
+            history.append(clean)
+        # Worlds at different frames in one pass: per-world RoPE positions.
+        later = WorldState.cat([state.select([0]), gen.advance(state, *_camera(b, CHUNK_FRAMES),
+                                                                torch.empty(b, c, CHUNK_FRAMES, 4, 4, device=META))[1].select([1])])
+        clean, _ = gen.advance(later, *_camera(b, CHUNK_FRAMES), torch.empty(b, c, CHUNK_FRAMES, 4, 4, device=META))
+        assert clean.device == META
+        cache = refiner.capture_sink(first)
+        cache = refiner.commit(torch.cat(history[:2], dim=2), torch.arange(1, 1 + 2 * CHUNK_FRAMES), cache)
+        frames = torch.arange(1 + 2 * CHUNK_FRAMES, 1 + 3 * CHUNK_FRAMES)
+        refined = refiner.refine_block(history[2], frames, cache, generator=torch.Generator().manual_seed(0))
+        assert refined.device == META and refined.shape == history[2].shape
+
+
+@pytest.mark.parametrize("mode", ["bidirectional", "chunk_causal"])
+def test_a_training_step_runs_forward_and_backward_on_the_device_of_the_weights(world, mode):
+    dit = world.dit.train()
+    try:
+        b, t = 2, 1 + 2 * CHUNK_FRAMES
+        camera, plucker = _camera(b, t)
+        latents = torch.empty(b, dit.config.in_channels, t, 4, 4, device=META)
+        out = dit(latents, torch.empty(b, t, device=META), camera=camera, plucker=plucker, mode=mode)
+        out.square().mean().backward()
+        grads = [p.grad for p in dit.parameters() if p.grad is not None]
+        assert grads and all(g.device == META for g in grads)
+    finally:
+        dit.zero_grad(set_to_none=True)
+        dit.eval()
