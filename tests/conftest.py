@@ -58,3 +58,30 @@ def re10k_folder():
         return cams
 
     return make
+
+
+@pytest.fixture
+def meta_device(monkeypatch):
+    """Run models on the ``meta`` device, which (like CUDA) refuses to mix its tensors with CPU tensors
+    other than scalars, so a pass that builds a table on the CPU fails without a GPU. Meta tensors
+    hold no values: ``torch.autocast`` (no meta backend) is a no-op there, and reading a value
+    (``bool``, ``float``, ``item``: finiteness checks, logged losses) gives a placeholder."""
+    autocast = torch.autocast
+
+    class Autocast(autocast):
+        def __init__(self, device_type: str, *args, **kwargs):
+            self.meta = device_type == "meta"
+            if not self.meta:
+                super().__init__(device_type, *args, **kwargs)
+
+        def __enter__(self):
+            return None if self.meta else super().__enter__()
+
+        def __exit__(self, *exc):
+            return None if self.meta else super().__exit__(*exc)
+
+    monkeypatch.setattr(torch, "autocast", Autocast)
+    for name, placeholder in (("__bool__", True), ("__float__", 0.0), ("item", 0.0)):
+        read = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, _read=read, _p=placeholder: _p if self.is_meta else _read(self))
+    return torch.device("meta")

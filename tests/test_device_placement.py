@@ -14,24 +14,7 @@ from model.world import fresh_world
 META = torch.device("meta")
 
 
-@pytest.fixture(autouse=True)
-def meta_autocast(monkeypatch):
-    """``torch.autocast`` has no meta backend; the passes that open one (in fp32, disabled) get a no-op there."""
-    autocast = torch.autocast
-
-    class Autocast(autocast):
-        def __init__(self, device_type: str, *args, **kwargs):
-            self.meta = device_type == "meta"
-            if not self.meta:
-                super().__init__(device_type, *args, **kwargs)
-
-        def __enter__(self):
-            return None if self.meta else super().__enter__()
-
-        def __exit__(self, *exc):
-            return None if self.meta else super().__exit__(*exc)
-
-    monkeypatch.setattr(torch, "autocast", Autocast)
+pytestmark = pytest.mark.usefixtures("meta_device")
 
 
 @pytest.fixture(scope="module")

@@ -63,6 +63,35 @@ def test_each_stage_writes_checkpoint_metrics_samples_and_export(pipeline, stage
     assert Path(summary["export"]).exists()
 
 
+# What each stage starts from in the pipeline above, and what it reads.
+META_STAGES = {
+    "vae": ["data={tmp}/clips"],
+    "bidirectional": ["data={tmp}/latents"],
+    "chunk_causal": ["data={tmp}/latents", "init={tmp}/bi"],
+    "ode": ["data={tmp}/latents", "teacher={tmp}/cc", "distill.trajectory_cache=false"],  # the cache writes values to disk
+    "self_forcing": ["data={tmp}/latents", "teacher={tmp}/cc", "init={tmp}/ode", "distill.generator_every=1"],
+    "refiner": ["data={tmp}/latents", "init={tmp}/sf", "refiner.student_prob=1.0"],
+}
+
+
+@pytest.mark.parametrize("stage", list(META_STAGES))
+def test_every_stage_steps_on_the_device_of_its_weights(pipeline, meta_device, stage):
+    """A step of each stage on a device that refuses CPU tensors, as a GPU does (``meta_device``):
+    the noise levels, masks and samples a stage draws on the CPU reach the device before they meet
+    the models, and every trained weight stays there."""
+    from torch.utils.data import default_collate
+
+    from model.training.distributed import Dist
+    from model.training.trainer import make_stage
+
+    extra = [arg.format(tmp=pipeline) for arg in META_STAGES[stage]]
+    cfg = compose([*BASE, f"stage={stage}", f"out={pipeline / ('meta-' + stage)}", "batch_size=2", *extra])
+    s = make_stage(cfg, Dist(rank=0, world=1, local_rank=0, device=meta_device))
+    metrics = s.step(default_collate([s.dataset[i] for i in range(2)]), 0)
+    assert any(key.endswith("grad_norm") for key in metrics)
+    assert all(p.device == meta_device for module in s.plain.values() for p in module.parameters())
+
+
 def test_vae_stage_stores_latent_statistics(pipeline):
     vae = load_file(str(pipeline / "vae" / "vae.safetensors"))
     assert not torch.allclose(vae["latent_std"], torch.ones_like(vae["latent_std"]))
