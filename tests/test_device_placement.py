@@ -74,3 +74,40 @@ def test_a_training_step_runs_forward_and_backward_on_the_device_of_the_weights(
     finally:
         dit.zero_grad(set_to_none=True)
         dit.eval()
+
+
+@pytest.mark.parametrize("refine_every", [0, 2])
+def test_worlds_roll_out_on_the_device_of_their_weights(monkeypatch, refine_every):
+    """``WorldRollout``, what the env steps: two worlds started a chunk apart (without the refiner they
+    share a pass once both are steady, with per-world RoPE positions; with it, the refiner runs on
+    every second chunk); frames leave the device only as uint8."""
+    import numpy as np
+
+    import model.rollout as rollout
+    from model.camera import intrinsics_from_fov
+
+    def to_uint8(video: torch.Tensor) -> np.ndarray:  # the values stay behind on meta; the shape comes out
+        b, _, f, h, w = video.shape
+        return np.zeros((b, f, h, w, 3), dtype=np.uint8)
+
+    monkeypatch.setattr(rollout, "to_uint8", to_uint8)
+    world = fresh_world("tiny", 32, 32)
+    worlds = rollout.WorldRollout(world, 2, intrinsics_from_fov(80.0, 32, 32).float(), steps=2, refine_every=refine_every, device="meta")
+    batches = []
+    advance = worlds.gen.advance
+    monkeypatch.setattr(worlds.gen, "advance", lambda state, camera, *args: batches.append(len(camera)) or advance(state, camera, *args))
+    rng = np.random.default_rng(0)
+    image, pose = np.zeros((32, 32, 3), np.uint8), np.eye(4)
+    path = np.broadcast_to(np.eye(4), (1, worlds.frames_per_chunk, 4, 4))
+    worlds.start(0, image, pose, rng)
+    refined = []
+    for chunk in range(4):
+        if chunk == 1:
+            worlds.start(1, image, pose, rng)
+        started = [i for i in (0, 1) if worlds.slots[i] is not None]
+        result = worlds.step(started, np.repeat(path, len(started), axis=0))
+        assert result.frames.shape == (len(started), worlds.frames_per_chunk, 32, 32, 3)
+        refined.append(bool(result.refined.any()))
+    assert any(refined) == bool(refine_every)
+    assert (2 in batches) == (not refine_every), batches  # worlds at different frames share a pass without the refiner
+    assert worlds.slots[0].state.dit.blocks[0].attn.gdn.kv.device == META
