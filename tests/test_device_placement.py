@@ -39,7 +39,7 @@ def test_a_world_streams_encodes_refines_and_decodes_on_the_device_of_its_weight
     with torch.no_grad():
         first = vae.encode(torch.empty(b, 3, 1, 32, 32, device=META))
         assert first.device == META and first.shape == (b, c, 1, 4, 4)
-        gen = StreamingGenerator(dit, steps=2)
+        gen = StreamingGenerator(dit, steps=1)
         state, decoder, history = gen.prefill(first), None, []
         for i in range(4):  # the first chunk, the second (sink alone), then steady ones
             camera, plucker = _camera(b, 1 + CHUNK_FRAMES if i == 0 else CHUNK_FRAMES)
@@ -92,7 +92,7 @@ def test_worlds_roll_out_on_the_device_of_their_weights(monkeypatch, refine_ever
 
     monkeypatch.setattr(rollout, "to_uint8", to_uint8)
     world = fresh_world("tiny", 32, 32)
-    worlds = rollout.WorldRollout(world, 2, intrinsics_from_fov(80.0, 32, 32).float(), steps=2, refine_every=refine_every, device="meta")
+    worlds = rollout.WorldRollout(world, 2, intrinsics_from_fov(80.0, 32, 32).float(), steps=1, refine_every=refine_every, device="meta")
     batches = []
     advance = worlds.gen.advance
     monkeypatch.setattr(worlds.gen, "advance", lambda state, camera, *args: batches.append(len(camera)) or advance(state, camera, *args))

@@ -68,7 +68,8 @@ META_STAGES = {
     "vae": ["data={tmp}/clips"],
     "bidirectional": ["data={tmp}/latents"],
     "chunk_causal": ["data={tmp}/latents", "init={tmp}/bi"],
-    "ode": ["data={tmp}/latents", "teacher={tmp}/cc", "distill.trajectory_cache=false"],  # the cache writes values to disk
+    # No trajectory cache (it writes the teacher's values to disk, and meta tensors hold none); one substep keeps it short.
+    "ode": ["data={tmp}/latents", "teacher={tmp}/cc", "distill.trajectory_cache=false", "distill.teacher_substeps=1"],
     "self_forcing": ["data={tmp}/latents", "teacher={tmp}/cc", "init={tmp}/ode", "distill.generator_every=1"],
     "refiner": ["data={tmp}/latents", "init={tmp}/sf", "refiner.student_prob=1.0"],
 }
