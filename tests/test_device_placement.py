@@ -111,3 +111,14 @@ def test_worlds_roll_out_on_the_device_of_their_weights(monkeypatch, refine_ever
     assert any(refined) == bool(refine_every)
     assert (2 in batches) == (not refine_every), batches  # worlds at different frames share a pass without the refiner
     assert worlds.slots[0].state.dit.blocks[0].attn.gdn.kv.device == META
+
+
+def test_the_collision_predictor_answers_on_the_device_of_its_weights():
+    """What the env hands it (``SanaWMEnv._contacts``): the uint8 first frame and float64 poses moved to the device."""
+    from model.collision import CollisionConfig, CollisionPredictor
+
+    predictor = CollisionPredictor(CollisionConfig(height=32, width=32)).to(META)
+    first = torch.empty(2, 32, 32, 3, dtype=torch.uint8, device=META)
+    pose, gravity, motion = (torch.empty(*shape, dtype=torch.float64, device=META) for shape in ((2, 4, 4), (2, 3), (2, 6)))
+    prob, free = predictor.predict(first, pose, gravity, motion)
+    assert prob.device == free.device == META and prob.shape == free.shape == (2,)
