@@ -255,7 +255,8 @@ def test_every_kernel_compiles_for_hopper_within_its_shared_memory():
     """The interpreter runs the kernels' code but not the GPU compiler: through ptxas for compute
     capability 9.0, at the paper's head size in bf16 (what ``scripts/gpu_check.sh`` runs), every kernel
     of the streamed chunk, the transition form and the training scans (forward and backward) must
-    compile and fit a block's shared memory. ``python tests/kernels_for_gpu.py --arch 89 --dtypes
+    compile and fit a block's shared memory, and every launch must get its tensors on the device of the
+    scan's inputs (``meta`` there). ``python tests/kernels_for_gpu.py --arch 89 --dtypes
     bfloat16 float16 float32`` checks other GPUs and precisions (not run here: minutes of ptxas)."""
     import json
     import os
