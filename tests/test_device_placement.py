@@ -9,9 +9,11 @@ import torch
 
 from model.chunks import CHUNK_FRAMES
 from model.generator import StreamingGenerator, WorldState
+from model.sizes import world_size
 from model.world import fresh_world
 
 META = torch.device("meta")
+PLUCKER_CHANNELS = world_size("tiny").dit.chunk_plucker_channels
 
 
 pytestmark = pytest.mark.usefixtures("meta_device")
@@ -25,7 +27,7 @@ def world():
 def _camera(b: int, t: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Identity poses and Plucker maps for ``t`` latent frames of the tiny world's 4 x 4 latent grid."""
     camera = torch.cat([torch.eye(4).reshape(16).expand(b, t, 16), torch.tensor([4.0, 4.0, 2.0, 2.0]).expand(b, t, 4)], dim=-1)
-    return camera.to(META), torch.empty(b, 24, t, 4, 4, device=META)
+    return camera.to(META), torch.empty(b, PLUCKER_CHANNELS, t, 4, 4, device=META)
 
 
 def test_the_meta_device_refuses_cpu_tensors_as_a_gpu_does():
