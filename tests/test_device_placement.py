@@ -30,6 +30,11 @@ def _camera(b: int, t: int) -> tuple[torch.Tensor, torch.Tensor]:
     return camera.to(META), torch.empty(b, PLUCKER_CHANNELS, t, 4, 4, device=META)
 
 
+def _noise(b: int, c: int) -> torch.Tensor:
+    """A chunk's starting noise on the tiny world's 4 x 4 latent grid."""
+    return torch.empty(b, c, CHUNK_FRAMES, 4, 4, device=META)
+
+
 def test_the_meta_device_refuses_cpu_tensors_as_a_gpu_does():
     with pytest.raises(RuntimeError, match="device"):
         torch.ones(3, device=META) + torch.ones(3)
@@ -46,14 +51,13 @@ def test_a_world_streams_encodes_refines_and_decodes_on_the_device_of_its_weight
         for i in range(4):  # the first chunk, the second (sink alone), then steady ones
             camera, plucker = _camera(b, 1 + CHUNK_FRAMES if i == 0 else CHUNK_FRAMES)
             pending = state.pending
-            clean, state = gen.advance(state, camera, plucker, torch.empty(b, c, CHUNK_FRAMES, 4, 4, device=META))
+            clean, state = gen.advance(state, camera, plucker, _noise(b, c))
             video, decoder = vae.decode(torch.cat([pending, clean], dim=2) if i == 0 else clean, decoder)
             assert video.device == META and video.shape[2] == (1 if i == 0 else 0) + CHUNK_FRAMES * vae.temporal_stride
             history.append(clean)
         # Worlds at different frames in one pass: per-world RoPE positions.
-        later = WorldState.cat([state.select([0]), gen.advance(state, *_camera(b, CHUNK_FRAMES),
-                                                                torch.empty(b, c, CHUNK_FRAMES, 4, 4, device=META))[1].select([1])])
-        clean, _ = gen.advance(later, *_camera(b, CHUNK_FRAMES), torch.empty(b, c, CHUNK_FRAMES, 4, 4, device=META))
+        _, ahead = gen.advance(state, *_camera(b, CHUNK_FRAMES), _noise(b, c))
+        clean, _ = gen.advance(WorldState.cat([state.select([0]), ahead.select([1])]), *_camera(b, CHUNK_FRAMES), _noise(b, c))
         assert clean.device == META
         cache = refiner.capture_sink(first)
         cache = refiner.commit(torch.cat(history[:2], dim=2), torch.arange(1, 1 + 2 * CHUNK_FRAMES), cache)

@@ -34,19 +34,29 @@ def params(path: Path, name: str = "dit") -> dict[str, torch.Tensor]:
     return torch.load(path / "checkpoint.pt", weights_only=False)["modules"][name]
 
 
+# The recipe on tiny, in order: stage -> (its run folder, what it reads and starts from in the folders before it).
+RECIPE = {
+    "vae": ("vae", ["data={tmp}/clips"]),
+    "latents": ("latents", ["data={tmp}/clips", "vae={tmp}/vae"]),
+    "bidirectional": ("bi", ["data={tmp}/latents", "optim.ema_decay=0.9"]),
+    "chunk_causal": ("cc", ["data={tmp}/latents", "init={tmp}/bi"]),
+    "ode": ("ode", ["data={tmp}/latents", "teacher={tmp}/cc"]),
+    "self_forcing": ("sf", ["data={tmp}/latents", "teacher={tmp}/cc", "init={tmp}/ode", "distill.generator_every=1"]),
+    "refiner": ("ref", ["data={tmp}/latents", "init={tmp}/sf", "refiner.student_prob=1.0"]),
+}
+
+
+def recipe_inputs(tmp: Path, stage: str) -> list[str]:
+    return [arg.format(tmp=tmp) for arg in RECIPE[stage][1]]
+
+
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory) -> Path:
     """clips -> vae -> latents -> bidirectional -> chunk_causal -> ode -> self_forcing -> refiner, 2 steps each."""
     tmp = tmp_path_factory.mktemp("train")
     generate_clips(tmp / "clips", clips=4, frames=25, size=(32, 32), seed=0, progress=False)
-    run(tmp, "vae", "vae", f"data={tmp / 'clips'}", "steps=2")
-    run(tmp, "latents", "latents", f"data={tmp / 'clips'}", f"vae={tmp / 'vae'}")
-    lat = f"data={tmp / 'latents'}"
-    run(tmp, "bidirectional", "bi", lat, "steps=2", "optim.ema_decay=0.9")
-    run(tmp, "chunk_causal", "cc", lat, "steps=2", f"init={tmp / 'bi'}")
-    run(tmp, "ode", "ode", lat, "steps=2", f"teacher={tmp / 'cc'}")
-    run(tmp, "self_forcing", "sf", lat, "steps=2", f"teacher={tmp / 'cc'}", f"init={tmp / 'ode'}", "distill.generator_every=1")
-    run(tmp, "refiner", "ref", lat, "steps=2", f"init={tmp / 'sf'}", "refiner.student_prob=1.0")
+    for stage, (out, _) in RECIPE.items():
+        run(tmp, stage, out, *recipe_inputs(tmp, stage), *([] if stage == "latents" else ["steps=2"]))
     return tmp
 
 
@@ -63,19 +73,12 @@ def test_each_stage_writes_checkpoint_metrics_samples_and_export(pipeline, stage
     assert Path(summary["export"]).exists()
 
 
-# What each stage starts from in the pipeline above, and what it reads.
-META_STAGES = {
-    "vae": ["data={tmp}/clips"],
-    "bidirectional": ["data={tmp}/latents"],
-    "chunk_causal": ["data={tmp}/latents", "init={tmp}/bi"],
-    # No trajectory cache (it writes the teacher's values to disk, and meta tensors hold none); one substep keeps it short.
-    "ode": ["data={tmp}/latents", "teacher={tmp}/cc", "distill.trajectory_cache=false", "distill.teacher_substeps=1"],
-    "self_forcing": ["data={tmp}/latents", "teacher={tmp}/cc", "init={tmp}/ode", "distill.generator_every=1"],
-    "refiner": ["data={tmp}/latents", "init={tmp}/sf", "refiner.student_prob=1.0"],
-}
+# No trajectory cache for ode on meta (it writes the teacher's values to disk, and meta tensors hold none); one
+# substep keeps it short.
+META_EXTRA = {"ode": ["distill.trajectory_cache=false", "distill.teacher_substeps=1"]}
 
 
-@pytest.mark.parametrize("stage", list(META_STAGES))
+@pytest.mark.parametrize("stage", [stage for stage in RECIPE if stage != "latents"])  # latents copies its values to the CPU
 def test_every_stage_steps_on_the_device_of_its_weights(pipeline, meta_device, stage):
     """A step of each stage on a device that refuses CPU tensors, as a GPU does (``meta_device``):
     the noise levels, masks and samples a stage draws on the CPU reach the device before they meet
@@ -85,7 +88,7 @@ def test_every_stage_steps_on_the_device_of_its_weights(pipeline, meta_device, s
     from model.training.distributed import Dist
     from model.training.trainer import make_stage
 
-    extra = [arg.format(tmp=pipeline) for arg in META_STAGES[stage]]
+    extra = recipe_inputs(pipeline, stage) + META_EXTRA.get(stage, [])
     cfg = compose([*BASE, f"stage={stage}", f"out={pipeline / ('meta-' + stage)}", "batch_size=2", *extra])
     s = make_stage(cfg, Dist(rank=0, world=1, local_rank=0, device=meta_device))
     metrics = s.step(default_collate([s.dataset[i] for i in range(2)]), 0)
