@@ -28,6 +28,19 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
+def scalar_inductor_kernels():
+    """Inductor's C++ kernels without SIMD: they compile in about 60% of the time of the vectorised ones
+    (cold, 64 s against 104 s for the streaming pass on a 2-core CPU). For the tests of what compiles and
+    when; `test_compiled.py`'s first test keeps the vectorised kernels that ``compile=True`` gives users.
+    No vector ISA is 1 bit wide, so inductor picks none (``cpp.vec_isa_ok`` would not do: inductor caches
+    the ISAs it found, with that setting, for the whole process)."""
+    import torch._inductor.config
+
+    with torch._inductor.config.patch({"cpp.simdlen": 1}):
+        yield
+
+
+@pytest.fixture
 def quiet_untrained():
     """Silence the warning of untrained worlds (the ``tiny`` worlds most env tests run)."""
     import warnings

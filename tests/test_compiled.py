@@ -89,10 +89,12 @@ def test_a_compiled_stream_follows_its_weights():
     torch.testing.assert_close(after, eager, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.usefixtures("scalar_inductor_kernels")
 def test_compile_all_compiles_the_first_chunks_too():
     model = _model()
-    _, _, graphs = _compiled_against_eager(model, "all", chunks=4)
-    assert graphs == 3  # the first chunk, the second, the rest
+    # The two chunks compile=True leaves eager (the later ones take its graph, tested above).
+    _, _, graphs = _compiled_against_eager(model, "all", chunks=2)
+    assert graphs == 2
     with pytest.raises(ValueError, match="compile must be False, True or 'all', got 'yes'"):
         StreamingGenerator(model, compile="yes")
 
@@ -131,6 +133,7 @@ def test_passes_with_gradient_stay_eager():
     assert counters["stats"]["unique_graphs"] == 0, "a pass with gradient must not go through the compiled graph"
 
 
+@pytest.mark.usefixtures("scalar_inductor_kernels")
 def test_compiled_stream_takes_worlds_at_different_frames():
     model = _model()
     eager, compiled = StreamingGenerator(model, steps=2), StreamingGenerator(model, steps=2, compile=True)

@@ -7,6 +7,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from stable_baselines3 import PPO
+from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 from stable_baselines3.common.vec_env.base_vec_env import tile_images
 
@@ -68,9 +69,10 @@ def test_adapter_follows_sb3_conventions():
     assert gt.reset()["pointgoal"].shape == (2, 2)
 
 
-def test_ppo_multi_input_policy_learns_on_the_batched_world():
+def test_ppo_multi_input_policy_learns_on_the_batched_world(tmp_path):
     venv = VecMonitor(make_vec_env("SanaWM-v0", 2, size="tiny", height=64, width=64, task="pointgoal", max_episode_steps=8))
     model = PPO("MultiInputPolicy", venv, n_steps=16, batch_size=16, n_epochs=1, seed=0, device="cpu")
+    model.set_logger(configure(str(tmp_path), []))  # SB3's default logger leaves a folder in the system's temp dir
     model.learn(48)
     assert model.num_timesteps >= 48
     action, _ = model.predict(venv.reset(), deterministic=True)

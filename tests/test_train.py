@@ -355,6 +355,7 @@ def test_ode_keeps_one_teacher_trajectory_per_clip(pipeline, tmp_path):
     assert again.read_bytes() == files[0].read_bytes()
 
 
+@pytest.mark.usefixtures("scalar_inductor_kernels")
 def test_compiled_blocks_give_the_gradients_of_eager_blocks():
     from torch._dynamo.utils import counters
 
