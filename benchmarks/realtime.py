@@ -6,7 +6,7 @@ size, precision and device. Random weights: the speed does not depend on them.
     python benchmarks/realtime.py --worlds small paper --dtypes bfloat16 --compile   # on a GPU
     python benchmarks/realtime.py --worlds paper --chunks 2         # paper on a CPU: 2 timed chunks, extrapolated
 
-``small`` is our world at 64 x 64 (DiT, VAE); ``paper`` is the release's 2.6B DiT with the LTX-2 VAE
+``small`` is our world at 64 x 64 (DiT, VAE; ``tiny``, the tests' world, at 32 x 32); ``paper`` is the release's 2.6B DiT with the LTX-2 VAE
 (diffusers' ``AutoencoderKLLTX2Video`` at its default config) at 704 x 1280, the largest size under
 720p that its 32x spatial stride divides. One chunk is 3 latent frames; a 60 s video is frame 0 and
 the chunks after it. The first three chunks warm up and are reported apart: the first (which also
@@ -39,7 +39,7 @@ from torch import profiler
 
 from model.precision import DTYPES
 
-SIZES = {"small": (64, 64), "paper": (704, 1280)}  # world -> (height, width)
+SIZES = {"tiny": (32, 32), "small": (64, 64), "paper": (704, 1280)}  # world -> (height, width)
 VIDEO_FRAMES = 961  # 60 s at 16 fps, frame 0 included
 FPS = 16.0
 WARM_UP_CHUNKS = 3  # two chunks of shapes of their own, then the first of the shape that repeats (compiled there)
@@ -53,8 +53,8 @@ def build_world(name: str, device: str, dtype: torch.dtype):
 
     height, width = SIZES[name]
     torch.manual_seed(0)
-    if name == "small":
-        return fresh_world("small", height, width, refiner=False).to(device=device, dtype=dtype)
+    if name != "paper":
+        return fresh_world(name, height, width, refiner=False).to(device=device, dtype=dtype)
     from diffusers import AutoencoderKLLTX2Video
 
     from model import LTX2VideoVAE

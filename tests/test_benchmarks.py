@@ -130,7 +130,7 @@ def test_forward_benchmark_writes_table_and_json(tmp_path):
 
 def test_realtime_benchmark_writes_table_and_json(tmp_path):
     out = tmp_path / "realtime.json"
-    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "realtime.py"), "--chunks", "1", "--profile", "100", "--quantize", "int8",
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "realtime.py"), "--worlds", "tiny", "--chunks", "1", "--profile", "100", "--quantize", "int8",
                           "--out", str(out)], cwd=ROOT, check=False, capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stderr
     assert "video s / s" in run.stdout and "slowest ops" in run.stdout and "float32+int8" in run.stdout
