@@ -2,6 +2,8 @@
 # The GPU checks of fast inference (issue 17) in one call of the device tool, about 9 minutes:
 #   scripts/gpu_wheels.sh                          # here, once: the packages the GPU image lacks -> .whl/
 #   run(command="bash scripts/gpu_check.sh", carry=[".whl"], timeout_s=600)
+# PARTS (default: all) names the parts to run, for the minutes a session has left on a warm machine after
+# another script, e.g. run(command="PARTS=gpu_tests bash scripts/gpu_check.sh", carry=[".whl"], timeout_s=180).
 # Each part has its own time limit and writes its log and JSON; a part that fails or runs out of time does
 # not stop the others. The device tool brings back at most 8 files, so after each part everything is packed
 # into $OUT/gpu-check.tar.gz (outputs/gpu without the device tool). Record the numbers with
@@ -17,8 +19,11 @@ gpu_wheels .whl
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$LOG/gpu.txt"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$LOG/gpu.txt"
 
+PARTS=${PARTS:-gpu_tests gdn realtime_paper realtime_paper_quantized realtime_small_compiled}
+
 part() {  # part NAME SECONDS COMMAND...: run with a time limit, keep the log, print its tail
   local name=$1 limit=$2; shift 2
+  [[ " $PARTS " == *" $name "* ]] || return 0
   local t0=$SECONDS
   timeout "$limit" "$@" > "$LOG/$name.log" 2>&1
   local rc=$?
