@@ -90,11 +90,22 @@ def test_a_compiled_stream_follows_its_weights():
 
 
 @pytest.mark.usefixtures("scalar_inductor_kernels")
-def test_compile_all_compiles_the_first_chunks_too():
+def test_compile_all_compiles_the_first_chunks_too(monkeypatch):
     model = _model()
-    # The two chunks compile=True leaves eager (the later ones take its graph, tested above).
+    # Compiled by inductor: the two chunks compile=True leaves eager (the later chunks' graph is the first test's).
     _, _, graphs = _compiled_against_eager(model, "all", chunks=2)
     assert graphs == 2
+    # Routed, with the compiled pass standing in for itself (no compiling): compile=True sends only the
+    # steady chunks through it, "all" every chunk.
+    routed = {}
+    for compile in (True, "all"):
+        gen = StreamingGenerator(model, steps=2, compile=compile)
+        seen = routed[compile] = []
+        monkeypatch.setattr(gen, "_compiled", lambda x, ts, state, *a, _gen=gen, _seen=seen, **k: _seen.append(_gen.steady(state))
+                            or model.stream(x, ts, state, *a, **k))
+        with torch.inference_mode():
+            _rollout(gen, chunks=4)
+    assert set(routed[True]) == {True} and set(routed["all"]) == {False, True}
     with pytest.raises(ValueError, match="compile must be False, True or 'all', got 'yes'"):
         StreamingGenerator(model, compile="yes")
 
