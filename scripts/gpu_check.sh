@@ -10,6 +10,11 @@
 # the GPU's name in benchmarks/RESULTS.md.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+ALL_PARTS="gpu_tests gdn realtime_paper realtime_paper_quantized realtime_small_compiled"
+PARTS=${PARTS:-$ALL_PARTS}
+for name in $PARTS; do  # a misspelt part would otherwise spend the GPU's minutes running nothing
+  [[ " $ALL_PARTS " == *" $name "* ]] || { echo "PARTS: unknown part $name (the parts: $ALL_PARTS)" >&2; exit 2; }
+done
 OUT="${OUT:-outputs/gpu}"
 LOG="$(mktemp -d)"
 mkdir -p "$OUT"
@@ -19,10 +24,9 @@ gpu_wheels .whl
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$LOG/gpu.txt"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$LOG/gpu.txt"
 
-PARTS=${PARTS:-gpu_tests gdn realtime_paper realtime_paper_quantized realtime_small_compiled}
-
 part() {  # part NAME SECONDS COMMAND...: run with a time limit, keep the log, print its tail
   local name=$1 limit=$2; shift 2
+  [[ " $ALL_PARTS " == *" $name "* ]] || { echo "part $name is missing from ALL_PARTS" >&2; exit 2; }
   [[ " $PARTS " == *" $name "* ]] || return 0
   local t0=$SECONDS
   timeout "$limit" "$@" > "$LOG/$name.log" 2>&1

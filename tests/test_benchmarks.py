@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -143,6 +144,12 @@ def test_realtime_benchmark_writes_table_and_json(tmp_path):
     profile = row["profile"]  # the chunk's parts are inside it, and the slowest ops run its products
     assert set(profile["parts_s"]) == {"dit", "vae decoder"} and 0 < sum(profile["parts_s"].values()) < profile["chunk_s"]
     assert 5 < len(profile["top_ops"]) <= 100 and any(op["op"] in ("aten::addmm", "aten::mm", "aten::bmm") for op in profile["top_ops"])
+
+
+def test_gpu_check_rejects_an_unknown_part_before_it_starts():
+    run = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh")], cwd=ROOT, env={**os.environ, "PARTS": "gpu_tests gdns"},
+                         check=False, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "PARTS: unknown part gdns (the parts: gpu_tests gdn " in run.stderr and not run.stdout
 
 
 def test_realtime_rejects_a_negative_profile():
