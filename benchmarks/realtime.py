@@ -6,9 +6,9 @@ size, precision and device. Random weights: the speed does not depend on them.
     python benchmarks/realtime.py --worlds small paper --dtypes bfloat16 --compile   # on a GPU
     python benchmarks/realtime.py --worlds paper --chunks 2         # paper on a CPU: 2 timed chunks, extrapolated
 
-``small`` is our world at 64 x 64 (DiT, VAE; ``tiny``, the tests' world, at 32 x 32); ``paper`` is the release's 2.6B DiT with the LTX-2 VAE
-(diffusers' ``AutoencoderKLLTX2Video`` at its default config) at 704 x 1280, the largest size under
-720p that its 32x spatial stride divides. One chunk is 3 latent frames; a 60 s video is frame 0 and
+``small`` is our world at 64 x 64 (DiT, VAE; ``tiny``, the tests' world, at 32 x 32); ``paper`` is
+the release's 2.6B DiT with the LTX-2 VAE (diffusers' ``AutoencoderKLLTX2Video`` at its default
+config) at 704 x 1280, the largest size under 720p that its 32x spatial stride divides. One chunk is 3 latent frames; a 60 s video is frame 0 and
 the chunks after it. The first three chunks warm up and are reported apart: the first (which also
 carries frame 0) and the second (its softmax cache not yet full) have shapes of their own and run
 eager, the third has the shape of every later chunk and compiles with ``--compile``. The 60 s
